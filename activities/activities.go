@@ -1,0 +1,228 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+)
+
+// Activities is the set of Temporal activities. Every method resolves its
+// provider from the Target it is given, so one worker serves every spec.
+type Activities struct {
+	Reg    *Registry
+	Logger *slog.Logger
+	// Observe, when set, is told of every state-changing provider call (the
+	// crash matrix counts them to find duplicated side effects).
+	Observe func(call string)
+}
+
+// New returns the activities over reg.
+func New(reg *Registry, logger *slog.Logger) *Activities {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Activities{Reg: reg, Logger: logger}
+}
+
+func nowMs() int64 { return time.Now().UnixMilli() }
+
+func (a *Activities) observe(call string) {
+	if a.Observe != nil {
+		a.Observe(call)
+	}
+}
+
+// wrap turns provider errors into what Temporal should do with them:
+// permanent ones are not retried.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if IsPermanent(err) {
+		return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), "Permanent", err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// WeightsInput sets weights on a traffic target.
+type WeightsInput struct {
+	Target  Target  `json:"target"`
+	Weights Weights `json:"weights"`
+}
+
+// WeightsResult is the weights read back after the change and when they were
+// seen in effect.
+type WeightsResult struct {
+	Weights Weights `json:"weights"`
+	At      int64   `json:"at"`
+	Changed bool    `json:"changed"`
+	Attempt int32   `json:"attempt"`
+}
+
+// SetWeights makes in.Weights effective. It reads first and does nothing when
+// they already are (a retry after a crash changes nothing), and reads back
+// after the change so that the time it returns is when they were seen.
+func (a *Activities) SetWeights(ctx context.Context, in WeightsInput) (WeightsResult, error) {
+	t, err := a.Reg.Traffic(in.Target)
+	if err != nil {
+		return WeightsResult{}, wrap("traffic", err)
+	}
+	cur, err := t.Weights(ctx)
+	if err != nil {
+		return WeightsResult{}, wrap("read weights", err)
+	}
+	attempt := activity.GetInfo(ctx).Attempt
+	if contains(cur, in.Weights) {
+		return WeightsResult{Weights: cur, At: nowMs(), Attempt: attempt}, nil
+	}
+	a.observe("SetWeights")
+	if err := t.SetWeights(ctx, in.Weights); err != nil {
+		return WeightsResult{}, wrap("set weights "+FormatWeights(in.Weights), err)
+	}
+	got, err := t.Weights(ctx)
+	if err != nil {
+		return WeightsResult{}, wrap("read weights back", err)
+	}
+	if !contains(got, in.Weights) {
+		return WeightsResult{}, fmt.Errorf("weights read back %s, want %s", FormatWeights(got), FormatWeights(in.Weights))
+	}
+	activity.GetLogger(ctx).Info("weights set", "weights", FormatWeights(got))
+	return WeightsResult{Weights: got, At: nowMs(), Changed: true, Attempt: attempt}, nil
+}
+
+// GetWeights reads the weights of a traffic target.
+func (a *Activities) GetWeights(ctx context.Context, t Target) (Weights, error) {
+	c, err := a.Reg.Traffic(t)
+	if err != nil {
+		return nil, wrap("traffic", err)
+	}
+	w, err := c.Weights(ctx)
+	return w, wrap("read weights", err)
+}
+
+func contains(have, want Weights) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// FormatWeights prints weights in a stable order: "v1=90 v2=10".
+func FormatWeights(w Weights) string {
+	keys := make([]string, 0, len(w))
+	for k := range w {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, w[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+// VersionInput names a version of a release target.
+type VersionInput struct {
+	Target  Target `json:"target"`
+	Version string `json:"version"`
+}
+
+// ReleaseState reads what runs and what is kept.
+func (a *Activities) ReleaseState(ctx context.Context, t Target) (ReleaseState, error) {
+	r, err := a.Reg.Release(t)
+	if err != nil {
+		return ReleaseState{}, wrap("release", err)
+	}
+	s, err := r.State(ctx)
+	return s, wrap("release state", err)
+}
+
+// DeployVersion starts the canary's instances, unless they already run.
+func (a *Activities) DeployVersion(ctx context.Context, in VersionInput) (int64, error) {
+	return a.release(ctx, in, "deploy", func(r Release, s ReleaseState) (bool, error) {
+		if has(s.Running, in.Version) {
+			return false, nil
+		}
+		return true, r.Deploy(ctx, in.Version)
+	})
+}
+
+// PromoteVersion records the version as stable, unless it already is.
+func (a *Activities) PromoteVersion(ctx context.Context, in VersionInput) (int64, error) {
+	return a.release(ctx, in, "promote", func(r Release, s ReleaseState) (bool, error) {
+		if s.Stable == in.Version {
+			return false, nil
+		}
+		return true, r.Promote(ctx, in.Version)
+	})
+}
+
+// StopVersion stops a version's instances, unless none run.
+func (a *Activities) StopVersion(ctx context.Context, in VersionInput) (int64, error) {
+	return a.release(ctx, in, "stop", func(r Release, s ReleaseState) (bool, error) {
+		if !has(s.Running, in.Version) {
+			return false, nil
+		}
+		return true, r.Stop(ctx, in.Version)
+	})
+}
+
+func (a *Activities) release(ctx context.Context, in VersionInput, op string, do func(Release, ReleaseState) (bool, error)) (int64, error) {
+	r, err := a.Reg.Release(in.Target)
+	if err != nil {
+		return 0, wrap("release", err)
+	}
+	s, err := r.State(ctx)
+	if err != nil {
+		return 0, wrap("release state", err)
+	}
+	changed, err := do(r, s)
+	if err != nil {
+		return 0, wrap(op+" "+in.Version, err)
+	}
+	if changed {
+		a.observe(op)
+		activity.GetLogger(ctx).Info("release "+op, "version", in.Version)
+	}
+	return nowMs(), nil
+}
+
+// PruneInput keeps the newest Keep artifacts.
+type PruneInput struct {
+	Target Target `json:"target"`
+	Keep   int    `json:"keep"`
+}
+
+// PruneArtifacts deletes artifacts beyond the newest Keep.
+func (a *Activities) PruneArtifacts(ctx context.Context, in PruneInput) ([]string, error) {
+	r, err := a.Reg.Release(in.Target)
+	if err != nil {
+		return nil, wrap("release", err)
+	}
+	removed, err := r.Prune(ctx, in.Keep)
+	if len(removed) > 0 {
+		a.observe("prune")
+	}
+	return removed, wrap("prune artifacts", err)
+}
+
+func has(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,178 @@
+// Package activities holds the Temporal activities of drillship and the small
+// interfaces that providers implement. Activities are the only code that
+// touches the world; each one reads the current state before it changes it,
+// so a retry after a crash does no harm.
+//
+// A provider (local, haproxy, route53, ...) lives in its own sub-package and
+// offers one or more capabilities: Traffic, Release, Signals, Faults,
+// Database, Runner. Adding a provider means adding one package and one line
+// where the worker builds its Registry.
+package activities
+
+import (
+	"context"
+	"time"
+)
+
+// Target names the provider that serves a capability and its settings. The
+// settings are provider-specific; each provider decodes and validates them
+// strictly (see DecodeConfig), so a typo in a spec fails before anything runs.
+type Target struct {
+	Provider string         `json:"provider" yaml:"provider"`
+	Config   map[string]any `json:"config,omitempty" yaml:"config,omitempty"`
+}
+
+// Weights maps a backend (a version such as "v2", or a region such as
+// "east") to its share of traffic, 0..100. Workflows never range over it
+// without sorting the keys first.
+type Weights map[string]int
+
+// Traffic moves user traffic between backends.
+type Traffic interface {
+	// SetWeights makes the given weights effective. Backends not named keep
+	// their weight. It must be idempotent.
+	SetWeights(ctx context.Context, w Weights) error
+	// Weights reads the weights back from the system itself.
+	Weights(ctx context.Context) (Weights, error)
+}
+
+// ReleaseState is what a release provider knows about a service.
+type ReleaseState struct {
+	Stable    string   `json:"stable"`    // the version serving by default
+	Running   []string `json:"running"`   // versions with running instances
+	Artifacts []string `json:"artifacts"` // kept artifacts, oldest first
+}
+
+// Release starts, promotes and retires versions of a service.
+type Release interface {
+	State(ctx context.Context) (ReleaseState, error)
+	// Deploy starts instances of version beside the stable one (a canary)
+	// and records its artifact. Idempotent.
+	Deploy(ctx context.Context, version string) error
+	// Promote records version as the stable one. Idempotent.
+	Promote(ctx context.Context, version string) error
+	// Stop stops the running instances of version. Idempotent.
+	Stop(ctx context.Context, version string) error
+	// Prune deletes artifacts beyond the newest keep, never the stable one,
+	// and returns what it deleted.
+	Prune(ctx context.Context, keep int) ([]string, error)
+}
+
+// Query asks a signals provider for one value.
+//
+// Metric is one of the portable names below or a provider-specific one;
+// Expr carries a provider expression (PromQL, CloudWatch metric math, an URL
+// for an HTTP probe). Scope narrows the population, such as
+// {"version": "v2"} or {"region": "east"}.
+type Query struct {
+	Metric string            `json:"metric" yaml:"metric"`
+	Expr   string            `json:"expr,omitempty" yaml:"expr,omitempty"`
+	Scope  map[string]string `json:"scope,omitempty" yaml:"scope,omitempty"`
+	// Window is the look-back over which rates and quantiles are taken.
+	Window time.Duration `json:"window,omitempty" yaml:"window,omitempty"`
+	// Params are provider-specific (expected status, body match, alarm name).
+	Params map[string]string `json:"params,omitempty" yaml:"params,omitempty"`
+}
+
+// Portable metric names every signals provider should understand where it can.
+const (
+	MetricErrorRate  = "error_rate"  // share of failed requests, 0..1
+	MetricLatencyP99 = "latency_p99" // seconds
+	MetricRequests   = "request_rate"
+	MetricUp         = "up"    // probe: 1 healthy, 0 not
+	MetricAlarm      = "alarm" // 1 when the alarm is firing, 0 when not
+)
+
+// Sample is one observed value. At is when the world was in that state as
+// the provider saw it (an alarm's own transition time, the time a probe got
+// its answer), in Unix milliseconds: it is what ledger marks are made of.
+type Sample struct {
+	Value  float64 `json:"value"`
+	At     int64   `json:"at"`
+	NoData bool    `json:"noData,omitempty"`
+	Detail string  `json:"detail,omitempty"`
+}
+
+// Signals reads SLIs, probes and alarms.
+type Signals interface {
+	Sample(ctx context.Context, q Query) (Sample, error)
+}
+
+// Fault is one fault to inject. Kind is provider-specific ("region_down",
+// "error_rate", "latency", "blackhole", "experiment").
+type Fault struct {
+	Kind   string            `json:"kind" yaml:"kind"`
+	Params map[string]string `json:"params,omitempty" yaml:"params,omitempty"`
+}
+
+// Faults injects and stops faults.
+type Faults interface {
+	// Inject puts the fault in effect and returns a handle that Stop takes
+	// (an experiment id, for example). Idempotent for the same fault.
+	Inject(ctx context.Context, f Fault) (handle string, err error)
+	// Stop ends the fault. Stopping a fault that is not in effect is fine.
+	Stop(ctx context.Context, f Fault, handle string) error
+}
+
+// DBNode is one database node as the provider sees it.
+type DBNode struct {
+	Name      string  `json:"name"`
+	Role      string  `json:"role"` // primary | replica | down | fenced
+	Streaming bool    `json:"streaming,omitempty"`
+	LagBytes  int64   `json:"lagBytes,omitempty"`
+	LagSecs   float64 `json:"lagSecs,omitempty"`
+}
+
+// Database promotes, fences and rebuilds database nodes.
+type Database interface {
+	Status(ctx context.Context) ([]DBNode, error)
+	// Promote makes node the primary and waits until it accepts writes.
+	// Promoting the current primary is a no-op.
+	Promote(ctx context.Context, node string) error
+	// Fence stops node from accepting writes (or from running at all).
+	Fence(ctx context.Context, node string) error
+	// Rebuild makes node a streaming replica of the current primary.
+	Rebuild(ctx context.Context, node string) error
+}
+
+// Action is one runbook or restore step for a Runner.
+type Action struct {
+	Name   string            `json:"name" yaml:"name"`
+	Params map[string]string `json:"params,omitempty" yaml:"params,omitempty"`
+	Argv   []string          `json:"argv,omitempty" yaml:"argv,omitempty"`
+}
+
+// Output is what a Runner observed while it ran an action.
+type Output struct {
+	Detail   string `json:"detail,omitempty"`
+	ExitCode int    `json:"exitCode,omitempty"`
+}
+
+// Runner runs provider-specific actions (exec, shed load, repoint an app).
+type Runner interface {
+	Run(ctx context.Context, a Action) (Output, error)
+}
+
+// Provider builds clients of one provider from a target's settings. A
+// constructor validates the settings and must not do I/O, so that the CLI can
+// call it to check a spec. Nil constructors are capabilities the provider
+// does not have.
+type Provider struct {
+	Name     string
+	Traffic  func(cfg map[string]any) (Traffic, error)
+	Release  func(cfg map[string]any) (Release, error)
+	Signals  func(cfg map[string]any) (Signals, error)
+	Faults   func(cfg map[string]any) (Faults, error)
+	Database func(cfg map[string]any) (Database, error)
+	Runner   func(cfg map[string]any) (Runner, error)
+
+	// Permissions lists the cloud permissions that a capability needs with
+	// these settings (`drillship iam-policy`). Nil for providers without any.
+	Permissions func(capability string, cfg map[string]any) ([]Permission, error)
+}
+
+// Permission is one least-privilege grant: actions on resources.
+type Permission struct {
+	Actions   []string `json:"actions"`
+	Resources []string `json:"resources"`
+}

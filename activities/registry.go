@@ -1,0 +1,219 @@
+package activities
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Capability names, as specs and error messages spell them.
+const (
+	CapTraffic  = "traffic"
+	CapRelease  = "release"
+	CapSignals  = "signals"
+	CapFaults   = "faults"
+	CapDatabase = "database"
+	CapRunner   = "runner"
+)
+
+// Registry maps provider names to providers. The worker builds one with every
+// provider it ships; the CLI uses the same one to validate specs.
+type Registry struct {
+	providers map[string]Provider
+}
+
+// NewRegistry returns a registry holding ps. A duplicate name panics: it is a
+// programming error, found at start-up.
+func NewRegistry(ps ...Provider) *Registry {
+	r := &Registry{providers: map[string]Provider{}}
+	for _, p := range ps {
+		if _, dup := r.providers[p.Name]; dup {
+			panic("activities: provider registered twice: " + p.Name)
+		}
+		r.providers[p.Name] = p
+	}
+	return r
+}
+
+// Names lists the providers that offer capability, sorted.
+func (r *Registry) Names(capability string) []string {
+	var out []string
+	for name, p := range r.providers {
+		if p.has(capability) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (p Provider) has(capability string) bool {
+	switch capability {
+	case CapTraffic:
+		return p.Traffic != nil
+	case CapRelease:
+		return p.Release != nil
+	case CapSignals:
+		return p.Signals != nil
+	case CapFaults:
+		return p.Faults != nil
+	case CapDatabase:
+		return p.Database != nil
+	case CapRunner:
+		return p.Runner != nil
+	}
+	return false
+}
+
+func (r *Registry) lookup(capability string, t Target) (Provider, error) {
+	if t.Provider == "" {
+		return Provider{}, fmt.Errorf("provider: missing (allowed for %s: %s)", capability, strings.Join(r.Names(capability), ", "))
+	}
+	p, ok := r.providers[t.Provider]
+	if !ok || !p.has(capability) {
+		return Provider{}, fmt.Errorf("provider: %q cannot serve %s (allowed: %s)", t.Provider, capability, strings.Join(r.Names(capability), ", "))
+	}
+	return p, nil
+}
+
+// Validate checks that t names a provider offering capability and that the
+// provider accepts its settings. It does no I/O.
+func (r *Registry) Validate(capability string, t Target) error {
+	p, err := r.lookup(capability, t)
+	if err != nil {
+		return err
+	}
+	switch capability {
+	case CapTraffic:
+		_, err = p.Traffic(t.Config)
+	case CapRelease:
+		_, err = p.Release(t.Config)
+	case CapSignals:
+		_, err = p.Signals(t.Config)
+	case CapFaults:
+		_, err = p.Faults(t.Config)
+	case CapDatabase:
+		_, err = p.Database(t.Config)
+	case CapRunner:
+		_, err = p.Runner(t.Config)
+	}
+	if err != nil {
+		return fmt.Errorf("config (provider %s): %w", t.Provider, err)
+	}
+	return nil
+}
+
+// Traffic builds the traffic client for t.
+func (r *Registry) Traffic(t Target) (Traffic, error) {
+	p, err := r.lookup(CapTraffic, t)
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	c, err := p.Traffic(t.Config)
+	return c, permanentIf(err)
+}
+
+// Release builds the release client for t.
+func (r *Registry) Release(t Target) (Release, error) {
+	p, err := r.lookup(CapRelease, t)
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	c, err := p.Release(t.Config)
+	return c, permanentIf(err)
+}
+
+// Signals builds the signals client for t.
+func (r *Registry) Signals(t Target) (Signals, error) {
+	p, err := r.lookup(CapSignals, t)
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	c, err := p.Signals(t.Config)
+	return c, permanentIf(err)
+}
+
+// Faults builds the faults client for t.
+func (r *Registry) Faults(t Target) (Faults, error) {
+	p, err := r.lookup(CapFaults, t)
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	c, err := p.Faults(t.Config)
+	return c, permanentIf(err)
+}
+
+// Database builds the database client for t.
+func (r *Registry) Database(t Target) (Database, error) {
+	p, err := r.lookup(CapDatabase, t)
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	c, err := p.Database(t.Config)
+	return c, permanentIf(err)
+}
+
+// Runner builds the runner for t.
+func (r *Registry) Runner(t Target) (Runner, error) {
+	p, err := r.lookup(CapRunner, t)
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	c, err := p.Runner(t.Config)
+	return c, permanentIf(err)
+}
+
+func permanentIf(err error) error {
+	if err == nil {
+		return nil
+	}
+	return Permanent(err)
+}
+
+// DecodeConfig decodes a provider's settings into out (a pointer to a struct
+// with json tags), rejecting unknown fields so that typos are caught.
+func DecodeConfig(cfg map[string]any, out any) error {
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "json: ")
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			msg = fmt.Sprintf("field %q: expected %s, got %s", te.Field, te.Type, te.Value)
+		}
+		return fmt.Errorf("config: %s", msg)
+	}
+	return nil
+}
+
+// permanentError marks an error that no retry can fix: bad settings, access
+// denied, a resource that does not exist.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as one that retrying cannot fix. Activities turn it
+// into a non-retryable Temporal error.
+func Permanent(err error) error {
+	if err == nil || IsPermanent(err) {
+		return err
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, is permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}

@@ -1,0 +1,460 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/drillship/drillship/drills"
+	"github.com/drillship/drillship/ledger"
+	"github.com/drillship/drillship/report"
+	"github.com/drillship/drillship/schedule"
+	"github.com/drillship/drillship/workflows"
+)
+
+func drillCommand() *ucli.Command {
+	idArg := func(name, usage, update string, noteFlag string) *ucli.Command {
+		flags := []ucli.Flag{whoFlag, outputFlag}
+		if noteFlag != "" {
+			flags = append(flags, &ucli.StringFlag{Name: noteFlag, Usage: "what you found or why"})
+		}
+		return &ucli.Command{
+			Name: name, Usage: usage, ArgsUsage: "<drill-id>", Flags: withClientFlags(flags...),
+			Action: func(c *ucli.Context) error {
+				id, err := oneArg(c, "drill id (see `drillship drill list`)")
+				if err != nil {
+					return err
+				}
+				return sendUpdate(c, id, update, workflows.Command{Who: c.String("who"), Reason: c.String(noteFlag)})
+			},
+		}
+	}
+	return &ucli.Command{
+		Name:  "drill",
+		Usage: "failover and DR drills: inject, measure, restore, report",
+		Subcommands: []*ucli.Command{
+			drillRun(),
+			drillValidate(),
+			idArg("ack", "acknowledge the incident (the engaged mark)", workflows.UpdateAck, "note"),
+			idArg("diagnose", "record the diagnosis (the diagnosed mark)", workflows.UpdateDiagnose, "note"),
+			idArg("mitigated", "say you mitigated (the mark itself comes from the SLO observed)", workflows.UpdateMitigated, "note"),
+			idArg("approve", "approve injection in production", workflows.UpdateApprove, "reason"),
+			idArg("abort", "abort the drill; restore runs", workflows.UpdateAbort, "reason"),
+			drillList(),
+			drillReport(),
+			scheduleCommand(),
+		},
+	}
+}
+
+func drillValidate() *ucli.Command {
+	return &ucli.Command{
+		Name: "validate", Usage: "check drill specs without running anything", ArgsUsage: "<spec.yaml>...",
+		Flags: []ucli.Flag{localFlag},
+		Action: func(c *ucli.Context) error {
+			if c.NArg() == 0 {
+				return usageErr("drill validate: name at least one spec file")
+			}
+			var bad []string
+			for _, p := range c.Args().Slice() {
+				if _, err := drills.Load(p, registry(c)); err != nil {
+					bad = append(bad, err.Error())
+					continue
+				}
+				fmt.Fprintf(c.App.Writer, "%s: ok\n", p)
+			}
+			if len(bad) > 0 {
+				return ucli.Exit(strings.Join(bad, "\n"), ExitUsage)
+			}
+			return nil
+		},
+	}
+}
+
+func drillRun() *ucli.Command {
+	return &ucli.Command{
+		Name: "run", Usage: "run a drill", ArgsUsage: "<spec.yaml | shipped name>",
+		Flags: withClientFlags(
+			&ucli.StringFlag{Name: "mode", Usage: "automated or gameday (default: the spec's)"},
+			&ucli.BoolFlag{Name: "wait", Usage: "watch it live until it ends; exit 3 unless recovered and restored"},
+			&ucli.StringFlag{Name: "report-dir", Usage: "directory the worker writes the reports to", EnvVars: []string{"DRILLSHIP_REPORT_DIR"}},
+			whoFlag, outputFlag, localFlag,
+		),
+		Action: func(c *ucli.Context) error {
+			path, err := oneArg(c, "drill spec")
+			if err != nil {
+				return err
+			}
+			asJSON, err := jsonOut(c)
+			if err != nil {
+				return err
+			}
+			mode := c.String("mode")
+			if mode != "" && mode != drills.ModeAutomated && mode != drills.ModeGameday {
+				return usageErr("--mode: %q is not allowed (allowed: automated, gameday)", mode)
+			}
+			spec, err := drills.Load(path, registry(c))
+			if err != nil {
+				return specErr(err)
+			}
+			if mode == drills.ModeAutomated && len(spec.Mitigation.Steps) == 0 {
+				return usageErr("--mode automated: %s has no mitigation.steps to run", path)
+			}
+			cl, err := dial(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			in := workflows.DrillInput{Spec: *spec, Mode: mode, RequestedBy: c.String("who"), ReportDir: c.String("report-dir")}
+			run, err := StartDrill(c.Context, cl, in)
+			if err != nil {
+				return err
+			}
+			if !c.Bool("wait") {
+				if asJSON {
+					return printJSON(c.App.Writer, map[string]string{"id": run.GetID(), "runId": run.GetRunID()})
+				}
+				fmt.Fprintf(c.App.Writer, "started %s\n  report: drillship drill report %s --format md\n", run.GetID(), run.GetID())
+				return nil
+			}
+			rec, err := WaitDrill(c.Context, cl, run, progressWriter(c, asJSON))
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := printJSON(c.App.Writer, rec); err != nil {
+					return err
+				}
+			} else {
+				printDrill(c.App.Writer, rec)
+			}
+			if rec.Outcome != ledger.OutcomeRecovered || !rec.Restored {
+				return ucli.Exit("", ExitOutcome)
+			}
+			return nil
+		},
+	}
+}
+
+// StartDrill starts a drill workflow.
+func StartDrill(ctx context.Context, cl client.Client, in workflows.DrillInput) (client.WorkflowRun, error) {
+	id := workflows.DrillID(in.Spec.Name, time.Now())
+	mode := in.Mode
+	if mode == "" {
+		mode = in.Spec.Mitigation.Mode
+	}
+	run, err := cl.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:            id,
+		TaskQueue:     workflows.TaskQueue,
+		StaticSummary: fmt.Sprintf("Drill %s (%s, %s)", in.Spec.Name, mode, in.Spec.Environment),
+		StaticDetails: in.Spec.Description,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.AttrKind.ValueSet("drill"), workflows.AttrScenario.ValueSet(in.Spec.Name),
+			workflows.AttrEnvironment.ValueSet(in.Spec.Environment)),
+	}, "Drill", in)
+	if err != nil {
+		return nil, fmt.Errorf("start drill: %w", err)
+	}
+	return run, nil
+}
+
+// WaitDrill waits for a drill to end, printing its progress to w.
+func WaitDrill(ctx context.Context, cl client.Client, run client.WorkflowRun, w io.Writer) (ledger.Record, error) {
+	done := make(chan error, 1)
+	var rec ledger.Record
+	go func() { done <- run.Get(ctx, &rec) }()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	last := ""
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return rec, fmt.Errorf("drill %s: %w", run.GetID(), err)
+			}
+			return rec, nil
+		case <-tick.C:
+			var st workflows.DrillState
+			v, err := cl.QueryWorkflow(ctx, run.GetID(), "", workflows.QueryState)
+			if err != nil || v.Get(&st) != nil {
+				continue
+			}
+			line := drillLine(st)
+			if line != last {
+				fmt.Fprintln(w, line)
+				last = line
+			}
+		}
+	}
+}
+
+func drillLine(st workflows.DrillState) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[%s] %s", st.Phase, st.Name)
+	var t0 int64
+	for _, m := range st.Marks {
+		if m.Name == ledger.Injected {
+			t0 = m.At
+		}
+	}
+	if t0 > 0 {
+		fmt.Fprintf(&b, "  elapsed %s", time.Since(time.UnixMilli(t0)).Round(time.Second))
+		if tgt := phaseTarget(st.Phase, st.Targets); tgt > 0 {
+			fmt.Fprintf(&b, " (target %s)", tgt)
+		}
+	}
+	for _, m := range st.Marks {
+		fmt.Fprintf(&b, "  %s✓", m.Name)
+	}
+	g := "guardrails ok"
+	if st.Guardrails.Tripped != "" {
+		g = "guardrail TRIPPED: " + st.Guardrails.Tripped
+	} else if !st.Guardrails.Active {
+		g = "guardrails idle"
+	}
+	fmt.Fprintf(&b, "  [%s]", g)
+	if st.Waiting != "" {
+		fmt.Fprintf(&b, "  waiting for %s", st.Waiting)
+	}
+	return b.String()
+}
+
+func phaseTarget(phase string, t ledger.Targets) time.Duration {
+	switch phase {
+	case "detect":
+		return t.Detection
+	case "engage":
+		return t.Engagement
+	case "diagnose":
+		return t.Diagnosis
+	case "mitigate":
+		return t.Mitigation
+	}
+	return 0
+}
+
+func printDrill(w io.Writer, r ledger.Record) {
+	fmt.Fprintf(w, "drill %s: %s, restored: %v", r.Name, r.Outcome, r.Restored)
+	if r.Reason != "" {
+		fmt.Fprintf(w, " (%s)", r.Reason)
+	}
+	fmt.Fprintln(w)
+	t0, _ := r.MarkAt(ledger.Injected)
+	for _, m := range r.Marks {
+		fmt.Fprintf(w, "  %-10s +%7dms  %s\n", m.Name, m.At-t0, m.Source)
+	}
+	for _, s := range r.Scores {
+		if s.Status == ledger.StatusMissing {
+			continue
+		}
+		fmt.Fprintf(w, "  %-10s %8dms of %8dms target  %s\n", s.Phase, s.DurationMs, s.TargetMs, s.Status)
+	}
+	if r.MitigationLatencyMs != nil {
+		fmt.Fprintf(w, "  signal to mitigation action: %dms\n", *r.MitigationLatencyMs)
+	}
+	for _, f := range r.Findings {
+		fmt.Fprintf(w, "  finding [%s] %s\n", f.Severity, f.Title)
+	}
+}
+
+func drillList() *ucli.Command {
+	return &ucli.Command{
+		Name: "list", Usage: "list drills Temporal knows", Flags: withClientFlags(outputFlag),
+		Action: func(c *ucli.Context) error {
+			asJSON, err := jsonOut(c)
+			if err != nil {
+				return err
+			}
+			cl, err := dial(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			rows, err := listWorkflows(c.Context, cl, "DrillshipKind = 'drill'")
+			if err != nil {
+				return fmt.Errorf("list drills: %w", err)
+			}
+			if asJSON {
+				return printJSON(c.App.Writer, rows)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATUS\tOUTCOME\tPHASE\tSTARTED")
+			for _, r := range rows {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.Attrs["Outcome"], r.Attrs["Phase"], r.Start.Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func drillReport() *ucli.Command {
+	return &ucli.Command{
+		Name: "report", Usage: "print a finished drill's report", ArgsUsage: "<drill-id>",
+		Flags: withClientFlags(
+			&ucli.StringFlag{Name: "format", Value: "md", Usage: "json, md or html"},
+			&ucli.StringFlag{Name: "report-dir", Usage: "also write all three formats to this directory"},
+		),
+		Action: func(c *ucli.Context) error {
+			id, err := oneArg(c, "drill id")
+			if err != nil {
+				return err
+			}
+			format := c.String("format")
+			if format != "json" && format != "md" && format != "html" {
+				return usageErr("--format: %q is not allowed (allowed: json, md, html)", format)
+			}
+			cl, err := dial(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			desc, err := cl.DescribeWorkflowExecution(c.Context, id, "")
+			if err != nil {
+				return ucli.Exit(fmt.Sprintf("drill %s: %v", id, err), ExitUsage)
+			}
+			if desc.WorkflowExecutionInfo.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+				return ucli.Exit(fmt.Sprintf("drill %s is still running; its report is written when it ends", id), ExitUsage)
+			}
+			var rec ledger.Record
+			if err := cl.GetWorkflow(c.Context, id, "").Get(c.Context, &rec); err != nil {
+				return fmt.Errorf("drill %s: %w", id, err)
+			}
+			if dir := c.String("report-dir"); dir != "" {
+				files, err := report.WriteDir(dir, rec)
+				if err != nil {
+					return fmt.Errorf("write reports to %s: %w", dir, err)
+				}
+				fmt.Fprintln(c.App.ErrWriter, "wrote", strings.Join(files, ", "))
+			}
+			switch format {
+			case "json":
+				b, err := report.JSON(rec)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintln(c.App.Writer, string(b))
+				return err
+			case "html":
+				_, err = c.App.Writer.Write(report.HTML(rec))
+				return err
+			default:
+				_, err = c.App.Writer.Write(report.Markdown(rec))
+				return err
+			}
+		},
+	}
+}
+
+func scheduleCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "schedule",
+		Usage: "run drills from a Temporal Schedule",
+		Subcommands: []*ucli.Command{
+			{
+				Name: "create", Usage: "create (or replace) a drill's schedule", ArgsUsage: "<spec.yaml | shipped name>",
+				Flags: withClientFlags(
+					&ucli.StringFlag{Name: "calendar", Usage: `e.g. "first tuesday 10:00 America/New_York" (default: the spec's schedule.calendar)`},
+					&ucli.StringFlag{Name: "report-dir", EnvVars: []string{"DRILLSHIP_REPORT_DIR"}},
+					localFlag, outputFlag,
+				),
+				Action: func(c *ucli.Context) error {
+					path, err := oneArg(c, "drill spec")
+					if err != nil {
+						return err
+					}
+					spec, err := drills.Load(path, registry(c))
+					if err != nil {
+						return specErr(err)
+					}
+					cal := c.String("calendar")
+					if cal == "" && spec.Schedule != nil {
+						cal = spec.Schedule.Calendar
+					}
+					if cal == "" {
+						return usageErr("--calendar: missing, and %s has no schedule.calendar", path)
+					}
+					if err := schedule.Validate(cal); err != nil {
+						return usageErr("--calendar: %v", err)
+					}
+					cl, err := dial(c)
+					if err != nil {
+						return err
+					}
+					defer cl.Close()
+					id, err := schedule.Create(c.Context, cl, spec, cal, c.String("report-dir"))
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "created %s (%s)\n", id, cal)
+					return nil
+				},
+			},
+			{
+				Name: "list", Usage: "list drill schedules with their next runs", Flags: withClientFlags(outputFlag),
+				Action: func(c *ucli.Context) error {
+					asJSON, err := jsonOut(c)
+					if err != nil {
+						return err
+					}
+					cl, err := dial(c)
+					if err != nil {
+						return err
+					}
+					defer cl.Close()
+					es, err := schedule.List(c.Context, cl)
+					if err != nil {
+						return fmt.Errorf("list schedules: %w", err)
+					}
+					if asJSON {
+						return printJSON(c.App.Writer, es)
+					}
+					for _, e := range es {
+						fmt.Fprintf(c.App.Writer, "%s  %q (%s)\n", e.ID, e.Calendar, e.Zone)
+						loc, _ := time.LoadLocation(e.Zone)
+						for _, t := range e.Next {
+							if loc != nil {
+								t = t.In(loc)
+							}
+							fmt.Fprintf(c.App.Writer, "  next: %s\n", t.Format("Mon 2006-01-02 15:04 MST"))
+						}
+					}
+					return nil
+				},
+			},
+			{
+				Name: "delete", Usage: "delete a drill's schedule", ArgsUsage: "<drill-name>", Flags: withClientFlags(),
+				Action: func(c *ucli.Context) error { return scheduleOp(c, schedule.Delete, "deleted") },
+			},
+			{
+				Name: "trigger", Usage: "run a drill's schedule now", ArgsUsage: "<drill-name>", Flags: withClientFlags(),
+				Action: func(c *ucli.Context) error { return scheduleOp(c, schedule.Trigger, "triggered") },
+			},
+		},
+	}
+}
+
+func scheduleOp(c *ucli.Context, op func(context.Context, client.Client, string) error, did string) error {
+	name, err := oneArg(c, "drill name")
+	if err != nil {
+		return err
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := op(c.Context, cl, name); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "%s %s\n", did, schedule.ID(name))
+	return nil
+}
+

@@ -1,0 +1,41 @@
+package cli
+
+import (
+	"strconv"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
+)
+
+type listRow struct {
+	ID     string            `json:"id"`
+	RunID  string            `json:"runId"`
+	Status string            `json:"status"`
+	Start  time.Time         `json:"start"`
+	Close  time.Time         `json:"close,omitzero"`
+	Attrs  map[string]string `json:"attributes"`
+}
+
+// decodeAttrs renders the keyword and int search attributes as text.
+func decodeAttrs(sa *commonpb.SearchAttributes) map[string]string {
+	out := map[string]string{}
+	if sa == nil {
+		return out
+	}
+	dc := converter.GetDefaultDataConverter()
+	for k, p := range sa.IndexedFields {
+		var v any
+		if err := dc.FromPayload(p, &v); err == nil {
+			switch x := v.(type) {
+			case string:
+				out[k] = x
+			case float64:
+				out[k] = formatNum(x)
+			}
+		}
+	}
+	return out
+}
+
+func formatNum(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

@@ -1,0 +1,243 @@
+// Package deploys holds the deploy spec format (types, parsing, validation)
+// and the shipped deploy specs.
+package deploys
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/analysis"
+	"github.com/drillship/drillship/specfile"
+)
+
+// Spec is one deploy spec file.
+type Spec struct {
+	// Service is the service being deployed ("web").
+	Service string `yaml:"service" json:"service"`
+	// Environment names where it runs ("local", "staging", "prod-us").
+	Environment string `yaml:"environment" json:"environment"`
+	// Production deploys wait for an explicit approval before 100%.
+	Production bool `yaml:"production,omitempty" json:"production,omitempty"`
+
+	Traffic activities.Target `yaml:"traffic" json:"traffic"`
+	Release activities.Target `yaml:"release" json:"release"`
+
+	Analysis Analysis `yaml:"analysis" json:"analysis"`
+	Steps    []Step   `yaml:"steps" json:"steps"`
+	// OnFailure says what a failed judgement does: rollback (default) or pause.
+	OnFailure string `yaml:"onFailure,omitempty" json:"onFailure,omitempty"`
+	// Bake is how long the new version is watched at 100% before the old
+	// one is retired.
+	Bake specfile.Duration `yaml:"bake,omitempty" json:"bake,omitempty"`
+	// Artifacts kept after a deploy: current, rollback target, one more.
+	Artifacts Artifacts `yaml:"artifacts,omitempty" json:"artifacts,omitempty"`
+}
+
+// Analysis says how a canary is judged.
+type Analysis struct {
+	activities.Target `yaml:",inline" json:"target"`
+	// Interval between two samples.
+	Interval specfile.Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	// FailureLimit is how many failed samples a step tolerates; one more
+	// fails the judgement.
+	FailureLimit int `yaml:"failureLimit,omitempty" json:"failureLimit,omitempty"`
+	// MinRequests below which a sample is inconclusive rather than judged.
+	MinRequests int      `yaml:"minRequests,omitempty" json:"minRequests,omitempty"`
+	Metrics     []analysis.Metric `yaml:"metrics" json:"metrics"`
+}
+
+// Step is one canary step: wait for approval (optional), set the weight,
+// then watch for Pause.
+type Step struct {
+	Weight   int               `yaml:"weight" json:"weight"`
+	Pause    specfile.Duration `yaml:"pause,omitempty" json:"pause,omitempty"`
+	Approval bool              `yaml:"approval,omitempty" json:"approval,omitempty"`
+}
+
+// Artifacts says how many versions' artifacts to keep.
+type Artifacts struct {
+	Keep int `yaml:"keep,omitempty" json:"keep,omitempty"`
+}
+
+// Defaults.
+const (
+	DefaultInterval = 5_000_000_000 // 5s
+	DefaultKeep     = 3
+)
+
+var (
+	nameRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	versionRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
+)
+
+// ValidateVersion checks a version label given on the command line.
+func ValidateVersion(v string) error {
+	if !versionRe.MatchString(v) {
+		return fmt.Errorf("--version: %q is not a version label (letters, digits, '.', '_', '+', '-'; up to 128)", v)
+	}
+	return nil
+}
+
+// Checker validates provider settings; the worker's activities.Registry is one.
+type Checker interface {
+	Validate(capability string, t activities.Target) error
+}
+
+// Parse decodes and validates a spec. file names it in errors.
+func Parse(file string, data []byte, reg Checker) (*Spec, error) {
+	var s Spec
+	root, err := specfile.Decode(file, data, &s)
+	if err != nil {
+		return nil, err
+	}
+	s.applyDefaults()
+	c := &specfile.Checker{File: file, Root: root}
+	s.validate(c, reg)
+	if err := c.Errs.Err(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Load reads a spec from a path; a bare name ("web-canary") is looked up
+// among the shipped specs.
+func Load(path string, reg Checker) (*Spec, error) {
+	data, name, err := read(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(name, data, reg)
+}
+
+//go:embed *.yaml
+var shipped embed.FS
+
+// Shipped lists the names of the specs built into the binary.
+func Shipped() []string {
+	ents, _ := fs.ReadDir(shipped, ".")
+	var out []string
+	for _, e := range ents {
+		out = append(out, strings.TrimSuffix(e.Name(), ".yaml"))
+	}
+	return out
+}
+
+func read(path string) ([]byte, string, error) {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		return data, path, nil
+	}
+	if !strings.ContainsAny(path, "/\\") {
+		name := strings.TrimSuffix(path, ".yaml") + ".yaml"
+		if b, err2 := shipped.ReadFile(name); err2 == nil {
+			return b, filepath.Join("deploys", name), nil
+		}
+	}
+	return nil, path, fmt.Errorf("%s: cannot read deploy spec: %w (shipped specs: %s)", path, err, strings.Join(Shipped(), ", "))
+}
+
+func (s *Spec) applyDefaults() {
+	if s.OnFailure == "" {
+		s.OnFailure = "rollback"
+	}
+	if s.Analysis.Interval == 0 {
+		s.Analysis.Interval = DefaultInterval
+	}
+	if s.Artifacts.Keep == 0 {
+		s.Artifacts.Keep = DefaultKeep
+	}
+	if s.Environment == "" {
+		s.Environment = "local"
+	}
+}
+
+func (s *Spec) validate(c *specfile.Checker, reg Checker) {
+	if !nameRe.MatchString(s.Service) {
+		c.Fail("service", "%q is not a service name (lower-case letters, digits and '-', up to 63)", s.Service)
+	}
+	if reg != nil {
+		c.Check("traffic", reg.Validate(activities.CapTraffic, s.Traffic))
+		c.Check("release", reg.Validate(activities.CapRelease, s.Release))
+		c.Check("analysis", reg.Validate(activities.CapSignals, s.Analysis.Target))
+	}
+	switch s.OnFailure {
+	case "rollback", "pause":
+	default:
+		c.Fail("onFailure", "%q is not allowed (allowed: rollback, pause)", s.OnFailure)
+	}
+	if s.Bake < 0 {
+		c.Fail("bake", "must not be negative, got %s", s.Bake)
+	}
+	if s.Artifacts.Keep < 2 {
+		c.Fail("artifacts.keep", "must be at least 2 (the current version and the rollback target), got %d", s.Artifacts.Keep)
+	}
+	a := s.Analysis
+	if a.Interval <= 0 {
+		c.Fail("analysis.interval", "must be positive, got %s", a.Interval)
+	}
+	if a.FailureLimit < 0 {
+		c.Fail("analysis.failureLimit", "must not be negative, got %d", a.FailureLimit)
+	}
+	if a.MinRequests < 0 {
+		c.Fail("analysis.minRequests", "must not be negative, got %d", a.MinRequests)
+	}
+	if len(a.Metrics) == 0 {
+		c.Fail("analysis.metrics", "at least one metric is needed: a deploy that watches nothing must not promote")
+	}
+	seen := map[string]bool{}
+	for i, m := range a.Metrics {
+		p := fmt.Sprintf("analysis.metrics[%d]", i)
+		if m.Name == "" {
+			c.Fail(p+".name", "missing")
+		} else if seen[m.Name] {
+			c.Fail(p+".name", "%q is used twice", m.Name)
+		}
+		seen[m.Name] = true
+		if m.Metric == "" && m.Expr == "" {
+			c.Fail(p+".metric", "missing (error_rate, latency_p99, request_rate, or a provider expression in expr)")
+		}
+		if m.Max == nil && m.MaxVsBaseline == nil {
+			c.Fail(p, "needs max, maxVsBaseline or both")
+		}
+		if m.MaxVsBaseline != nil && *m.MaxVsBaseline < 1 {
+			c.Fail(p+".maxVsBaseline", "must be at least 1 (a ratio to the stable version), got %g", *m.MaxVsBaseline)
+		}
+		if m.Window < 0 {
+			c.Fail(p+".window", "must not be negative, got %s", m.Window)
+		}
+		if m.IgnoreBelow < 0 {
+			c.Fail(p+".ignoreBelow", "must not be negative, got %g", m.IgnoreBelow)
+		}
+	}
+	if len(s.Steps) == 0 {
+		c.Fail("steps", "at least one step is needed, such as {weight: 10, pause: 1m}")
+	}
+	prev := 0
+	for i, st := range s.Steps {
+		p := fmt.Sprintf("steps[%d]", i)
+		switch {
+		case st.Weight < 1 || st.Weight > 100:
+			c.Fail(p+".weight", "must be 1..100, got %d", st.Weight)
+		case st.Weight <= prev:
+			c.Fail(p+".weight", "weights must increase from step to step: %d follows %d", st.Weight, prev)
+		}
+		if st.Pause < 0 {
+			c.Fail(p+".pause", "must not be negative, got %s", st.Pause)
+		}
+		prev = st.Weight
+	}
+}
+
+// Validate checks a spec built in code (tests, benchmarks).
+func (s *Spec) Validate(reg Checker) error {
+	s.applyDefaults()
+	c := &specfile.Checker{File: "<spec>"}
+	s.validate(c, reg)
+	return c.Errs.Err()
+}

@@ -1,0 +1,314 @@
+// Package lab starts a self-hosted test environment on loopback from the
+// real servers installed on the machine: HAProxy in front of two versions of
+// a sample service, Prometheus scraping them every second, and a PostgreSQL
+// primary with a streaming replica. The self-hosted providers (haproxy,
+// prometheus, postgres, http probes) are tested against it, and
+// `drillship lab up|down` runs it for people.
+//
+// Everything the lab starts is written to a state file in Dir, so that
+// another process (`drillship lab down`, the postgres provider's Rebuild) can
+// find and control it.
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Part selects what the lab starts. The sample services always run.
+type Part int
+
+// Parts of the lab; zero means all of them.
+const (
+	PartHAProxy Part = 1 << iota
+	PartPrometheus
+	PartPostgres
+	PartAll = PartHAProxy | PartPrometheus | PartPostgres
+)
+
+// Options configure a lab.
+type Options struct {
+	// Dir holds the state file, configs, logs and data. Required. Keep it
+	// short: the HAProxy socket lives there and unix socket paths are
+	// limited to about 100 bytes.
+	Dir   string
+	Parts Part // zero: PartAll
+	// SyncReplication makes the replica a synchronous standby: a commit is
+	// acknowledged only once the replica has it.
+	SyncReplication bool
+	// Versions of the sample service to run; default v1 and v2.
+	Versions []string
+	Logger   *slog.Logger
+}
+
+// StateFile is the name of the state file in Dir.
+const StateFile = "lab-state.json"
+
+// State is what a lab started and where: the contents of the state file.
+type State struct {
+	Dir        string          `json:"dir"`
+	Services   []ServiceInfo   `json:"services"`
+	HAProxy    *HAProxyInfo    `json:"haproxy,omitempty"`
+	Prometheus *PrometheusInfo `json:"prometheus,omitempty"`
+	Postgres   *PostgresInfo   `json:"postgres,omitempty"`
+}
+
+// ServiceInfo is one sample-service instance. It runs inside the process
+// that started the lab and ends with it.
+type ServiceInfo struct {
+	Version string `json:"version"`
+	URL     string `json:"url"`
+}
+
+// Lab is a running lab, owned by the process that started it.
+type Lab struct {
+	State
+	services map[string]*Service
+	daemons  []*daemon
+	log      *slog.Logger
+}
+
+// Up starts the lab. On error, whatever started is stopped again.
+func Up(ctx context.Context, o Options) (*Lab, error) {
+	if o.Dir == "" {
+		return nil, errors.New("lab: Options.Dir is required")
+	}
+	if o.Parts == 0 {
+		o.Parts = PartAll
+	}
+	if len(o.Versions) == 0 {
+		o.Versions = []string{"v1", "v2"}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("lab: dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: dir: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, StateFile)); err == nil {
+		return nil, fmt.Errorf("lab: %s already holds a lab (%s): run `drillship lab down` first", dir, StateFile)
+	}
+	// Fail before starting anything when a binary is missing.
+	if err := checkBinaries(o.Parts); err != nil {
+		return nil, err
+	}
+	l := &Lab{State: State{Dir: dir}, services: map[string]*Service{}, log: o.Logger}
+	if err := l.up(ctx, o); err != nil {
+		if derr := l.Down(); derr != nil {
+			err = fmt.Errorf("%w (and while stopping: %v)", err, derr)
+		}
+		return nil, err
+	}
+	for _, line := range l.Summary() {
+		l.log.Info("lab: " + line)
+	}
+	return l, nil
+}
+
+func checkBinaries(p Part) error {
+	var bins []binary
+	if p&PartHAProxy != 0 {
+		bins = append(bins, binHAProxy)
+	}
+	if p&PartPrometheus != 0 {
+		bins = append(bins, binPrometheus)
+	}
+	if p&PartPostgres != 0 {
+		bins = append(bins, binInitdb, binPostgres, binPgBasebackup)
+	}
+	var errs []error
+	for _, b := range bins {
+		if _, err := lookBinary(b); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Lab) up(ctx context.Context, o Options) error {
+	var svcs []*Service
+	for _, v := range o.Versions {
+		s, err := startService(v)
+		if err != nil {
+			return err
+		}
+		l.services[v] = s
+		svcs = append(svcs, s)
+		l.Services = append(l.Services, ServiceInfo{Version: v, URL: s.URL})
+	}
+	// Save after each server so that a crash part-way leaves a state file
+	// that `lab down` can clean up from.
+	if err := l.save(); err != nil {
+		return err
+	}
+	if o.Parts&PartHAProxy != 0 {
+		h, d, err := upHAProxy(ctx, l.Dir, svcs)
+		l.track(d)
+		l.HAProxy = h
+		if err := errors.Join(err, l.save()); err != nil {
+			return err
+		}
+	}
+	if o.Parts&PartPrometheus != 0 {
+		p, d, err := upPrometheus(ctx, l.Dir, svcs, l.HAProxy)
+		l.track(d)
+		l.Prometheus = p
+		if err := errors.Join(err, l.save()); err != nil {
+			return err
+		}
+	}
+	if o.Parts&PartPostgres != 0 {
+		p, err := upPostgres(ctx, l.Dir, o.SyncReplication)
+		l.Postgres = p
+		if err := errors.Join(err, l.save()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *Lab) track(d *daemon) {
+	if d != nil {
+		l.daemons = append(l.daemons, d)
+	}
+}
+
+// StatePath is the state file of the lab; the postgres provider's `lab`
+// setting takes it.
+func (l *Lab) StatePath() string { return filepath.Join(l.Dir, StateFile) }
+
+func (l *Lab) save() error {
+	b, err := json.MarshalIndent(l.State, "", "  ")
+	if err != nil {
+		return fmt.Errorf("lab: state: %w", err)
+	}
+	tmp := l.StatePath() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("lab: state: %w", err)
+	}
+	if err := os.Rename(tmp, l.StatePath()); err != nil {
+		return fmt.Errorf("lab: state: %w", err)
+	}
+	return nil
+}
+
+// Service returns the sample-service instance of version, nil if none.
+func (l *Lab) Service(version string) *Service { return l.services[version] }
+
+// Summary says what runs where, one line per server.
+func (l *Lab) Summary() []string { return l.State.Summary() }
+
+// Summary says what runs where, one line per server.
+func (s *State) Summary() []string {
+	var out []string
+	for _, sv := range s.Services {
+		out = append(out, fmt.Sprintf("service %s: %s (metrics %s/metrics)", sv.Version, sv.URL, sv.URL))
+	}
+	if h := s.HAProxy; h != nil {
+		out = append(out, fmt.Sprintf("haproxy (pid %d): frontend %s, runtime API %s, backend %s", h.PID, h.Frontend, h.Socket, h.Backend))
+		for _, v := range sortedKeys(h.Servers) {
+			out = append(out, fmt.Sprintf("haproxy server %s/%s: version %s", h.Backend, h.Servers[v], v))
+		}
+		out = append(out, fmt.Sprintf("haproxy metrics: http://%s/metrics, stats http://%s/stats", h.Metrics, h.Metrics))
+	}
+	if p := s.Prometheus; p != nil {
+		out = append(out, fmt.Sprintf("prometheus (pid %d): %s (scrape interval 1s)", p.PID, p.URL))
+	}
+	if p := s.Postgres; p != nil {
+		mode := "asynchronous"
+		if p.Sync {
+			mode = "synchronous"
+		}
+		for i, n := range p.Nodes {
+			role := "primary"
+			if i > 0 {
+				role = "replica (" + mode + ")"
+			}
+			out = append(out, fmt.Sprintf("postgres %s (started as %s): %s, data %s", n.Name, role, n.DSN, n.DataDir))
+		}
+	}
+	out = append(out, "state: "+filepath.Join(s.Dir, StateFile))
+	return out
+}
+
+// KillNode crashes a PostgreSQL node (SIGKILL to all its processes) and
+// returns when it was killed.
+func (l *Lab) KillNode(name string) (time.Time, error) {
+	if l.Postgres == nil {
+		return time.Time{}, errors.New("lab: postgres is not part of this lab")
+	}
+	return l.Postgres.Kill(name)
+}
+
+// Down stops everything the lab started and removes its state file. It is
+// safe to call twice.
+func (l *Lab) Down() error {
+	err := l.State.down()
+	for _, d := range l.daemons {
+		<-d.done // reap what this process started
+	}
+	l.daemons = nil
+	for _, s := range l.services {
+		s.close()
+	}
+	return err
+}
+
+func (s *State) down() error {
+	var errs []error
+	if s.Postgres != nil {
+		errs = append(errs, s.Postgres.down())
+	}
+	if s.Prometheus != nil {
+		errs = append(errs, stopPID(s.Prometheus.PID, syscall.SIGTERM, 10*time.Second))
+	}
+	if s.HAProxy != nil {
+		errs = append(errs, stopPID(s.HAProxy.PID, syscall.SIGTERM, 5*time.Second))
+		_ = os.Remove(s.HAProxy.Socket)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(s.Dir, StateFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("lab: %w", err)
+	}
+	return nil
+}
+
+// Load reads the state file at path (a lab directory or the file itself).
+func Load(path string) (*State, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, StateFile)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("lab: state: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("lab: state %s: %w", path, err)
+	}
+	return &s, nil
+}
+
+// Stop stops the lab whose state is in dir, from any process: what
+// `drillship lab down` calls. The sample services end with the process that
+// runs them.
+func Stop(dir string) error {
+	s, err := Load(dir)
+	if err != nil {
+		return err
+	}
+	return s.down()
+}

@@ -1,0 +1,47 @@
+// Package worker builds drillship's Temporal worker: the workflows, the
+// activities over a provider registry, and the client it polls with.
+package worker
+
+import (
+	"log/slog"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/workflows"
+)
+
+// Options tune a worker.
+type Options struct {
+	TaskQueue string // default workflows.TaskQueue
+	// Concurrency limits; zero keeps the SDK defaults.
+	MaxActivities int
+	MaxWorkflows  int
+}
+
+// Register adds every workflow and the activities over reg to w.
+func Register(w sdkworker.Registry, acts *activities.Activities) {
+	w.RegisterWorkflowWithOptions(workflows.Deploy, workflow.RegisterOptions{Name: "Deploy"})
+	w.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: "Drill"})
+	w.RegisterWorkflowWithOptions(workflows.Failover, workflow.RegisterOptions{Name: "Failover"})
+	w.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
+}
+
+// New returns a worker for c over the providers in reg; start it with Run
+// or Start.
+func New(c client.Client, reg *activities.Registry, logger *slog.Logger, o Options) (sdkworker.Worker, *activities.Activities) {
+	if o.TaskQueue == "" {
+		o.TaskQueue = workflows.TaskQueue
+	}
+	wo := sdkworker.Options{
+		MaxConcurrentActivityExecutionSize:     o.MaxActivities,
+		MaxConcurrentWorkflowTaskExecutionSize: o.MaxWorkflows,
+	}
+	w := sdkworker.New(c, o.TaskQueue, wo)
+	acts := activities.New(reg, logger)
+	Register(w, acts)
+	return w, acts
+}

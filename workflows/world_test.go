@@ -1,0 +1,154 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/analysis"
+)
+
+// world stands in for the environment at the activity boundary: it keeps
+// the state the activities would change, so tests assert outcomes
+// (weights, versions, faults) rather than calls. The same activities run
+// against real servers in test/.
+type world struct {
+	mu       sync.Mutex
+	weights  activities.Weights
+	stable   string
+	running  []string
+	faults   map[string]bool
+	calls    map[string]int
+	watches  []func(in activities.WatchInput) (activities.WatchResult, error)
+	watchN   int
+	failStop int // StopFault fails this many times first
+	restored []string
+}
+
+func newWorld() *world {
+	return &world{weights: activities.Weights{"v1": 100}, stable: "v1", running: []string{"v1"}, faults: map[string]bool{}, calls: map[string]int{}}
+}
+
+func (w *world) count(name string) {
+	w.mu.Lock()
+	w.calls[name]++
+	w.mu.Unlock()
+}
+
+var errNotYet = errors.New("not yet")
+
+// mockDeploy wires the deploy activities of env to w. Watch calls are
+// answered in order by w.watches (the last one repeats); a forever watch
+// blocks until it is cancelled.
+func (w *world) mockDeploy(env *testsuite.TestWorkflowEnvironment) {
+	var a *activities.Activities
+	env.OnActivity(a.ReleaseState, mock.Anything, mock.Anything).Return(func(ctx context.Context, t activities.Target) (activities.ReleaseState, error) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return activities.ReleaseState{Stable: w.stable, Running: append([]string(nil), w.running...)}, nil
+	})
+	env.OnActivity(a.DeployVersion, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.VersionInput) (int64, error) {
+		w.count("deploy")
+		w.mu.Lock()
+		w.running = append(w.running, in.Version)
+		w.mu.Unlock()
+		return time.Now().UnixMilli(), nil
+	})
+	env.OnActivity(a.StopVersion, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.VersionInput) (int64, error) {
+		w.count("stop:" + in.Version)
+		w.mu.Lock()
+		var keep []string
+		for _, v := range w.running {
+			if v != in.Version {
+				keep = append(keep, v)
+			}
+		}
+		w.running = keep
+		w.mu.Unlock()
+		return time.Now().UnixMilli(), nil
+	})
+	env.OnActivity(a.PromoteVersion, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.VersionInput) (int64, error) {
+		w.count("promote")
+		w.mu.Lock()
+		w.stable = in.Version
+		w.mu.Unlock()
+		return time.Now().UnixMilli(), nil
+	})
+	env.OnActivity(a.PruneArtifacts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PruneInput) ([]string, error) {
+		w.count("prune")
+		return nil, nil
+	})
+	env.OnActivity(a.SetWeights, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.WeightsInput) (activities.WeightsResult, error) {
+		w.count("weights")
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for k, v := range in.Weights {
+			w.weights[k] = v
+		}
+		return activities.WeightsResult{Weights: in.Weights, At: 2_000_500, Changed: true, Attempt: activity.GetInfo(ctx).Attempt}, nil
+	})
+	// A watch while held ends on its own after an hour of workflow time (the
+	// test clock only moves while no activity runs); the workflow re-arms it.
+	env.OnActivity(a.Watch, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool { return in.Forever })).
+		After(time.Hour).Return(activities.WatchResult{}, nil)
+	env.OnActivity(a.Watch, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool { return !in.Forever })).Return(func(ctx context.Context, in activities.WatchInput) (activities.WatchResult, error) {
+		w.mu.Lock()
+		i := w.watchN
+		w.watchN++
+		var f func(activities.WatchInput) (activities.WatchResult, error)
+		if len(w.watches) > 0 {
+			f = w.watches[min(i, len(w.watches)-1)]
+		}
+		w.mu.Unlock()
+		if f == nil {
+			return pass(in)
+		}
+		return f(in)
+	})
+}
+
+func pass(in activities.WatchInput) (activities.WatchResult, error) {
+	return activities.WatchResult{Samples: 3, Last: []analysis.Verdict{{At: 1, Outcome: analysis.Pass}}}, nil
+}
+
+func failAt(at int64, reason string) func(activities.WatchInput) (activities.WatchResult, error) {
+	return func(in activities.WatchInput) (activities.WatchResult, error) {
+		return activities.WatchResult{Failed: true, FailedAt: at, Reason: reason, Samples: 2, Failures: 2,
+			Last: []analysis.Verdict{{At: at, Outcome: analysis.Fail, Reason: reason}}}, nil
+	}
+}
+
+func (w *world) weightsNow() activities.Weights {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := activities.Weights{}
+	for k, v := range w.weights {
+		out[k] = v
+	}
+	return out
+}
+
+func (w *world) called(name string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.calls[name]
+}
+
+func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(30 * time.Second)
+	env.RegisterWorkflow(Deploy)
+	env.RegisterWorkflow(Drill)
+	env.RegisterWorkflow(Failover)
+	env.RegisterActivity(&activities.Activities{})
+	return env
+}
