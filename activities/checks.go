@@ -378,3 +378,25 @@ func (a *Activities) DBStatus(ctx context.Context, t Target) ([]DBNode, error) {
 	n, err := db.Status(ctx)
 	return n, wrap("database status", err)
 }
+
+// WorkloadInput runs a database workload across a drill's fault.
+type WorkloadInput struct {
+	Target   Target        `json:"target"`
+	Interval time.Duration `json:"interval"`
+	HoldFor  time.Duration `json:"holdFor"`
+}
+
+// Workload runs the database's workload (RTO and RPO measurement). It ends
+// on its own once writes failed and then held for HoldFor.
+func (a *Activities) Workload(ctx context.Context, in WorkloadInput) (WorkloadResult, error) {
+	db, err := a.Reg.Database(in.Target)
+	if err != nil {
+		return WorkloadResult{}, wrap("database", err)
+	}
+	w, ok := db.(Workloader)
+	if !ok {
+		return WorkloadResult{}, wrap("workload", Permanent(fmt.Errorf("provider %s has no workload (RTO/RPO measurement)", in.Target.Provider)))
+	}
+	r, err := w.Workload(ctx, in.Interval, in.HoldFor, func(d any) { activity.RecordHeartbeat(ctx, d) })
+	return r, wrap("workload", err)
+}

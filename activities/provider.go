@@ -176,3 +176,20 @@ type Permission struct {
 	Actions   []string `json:"actions"`
 	Resources []string `json:"resources"`
 }
+
+// WorkloadResult is what a workload measured across a fault.
+type WorkloadResult struct {
+	Acked          int64  `json:"acked"`          // writes acknowledged in all
+	Missing        int64  `json:"missing"`        // acknowledged writes absent afterwards (RPO, in rows)
+	FirstFailureAt int64  `json:"firstFailureAt"` // first failed write, Unix ms
+	RecoveredAt    int64  `json:"recoveredAt"`    // first successful write after it
+	Detail         string `json:"detail,omitempty"`
+}
+
+// Workloader is an optional capability of a Database client: it writes
+// numbered rows to whichever node is primary until writes have failed and
+// then held again for holdFor (or ctx ends), then counts the acknowledged
+// writes missing on the primary. heartbeat reports progress.
+type Workloader interface {
+	Workload(ctx context.Context, interval, holdFor time.Duration, heartbeat func(details any)) (WorkloadResult, error)
+}

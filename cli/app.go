@@ -84,10 +84,33 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-func logger(c *ucli.Context) *slog.Logger {
+func logLevel(c *ucli.Context) slog.Level {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		lvl = slog.LevelWarn
+	}
+	return lvl
+}
+
+func logger(c *ucli.Context) *slog.Logger {
+	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: logLevel(c)}))
+}
+
+// quietLogger is for commands that print their own progress (demo): the
+// SDK's and the server's logs show only when asked for with --log-level.
+func quietLogger(c *ucli.Context) *slog.Logger {
+	if c.IsSet("log-level") && logLevel(c) <= slog.LevelInfo {
+		return logger(c)
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// serverLogger gets the embedded Temporal server's logs: errors only,
+// unless --log-level asks for more.
+func serverLogger(c *ucli.Context) *slog.Logger {
+	lvl := max(logLevel(c), slog.LevelError)
+	if c.IsSet("log-level") {
+		lvl = logLevel(c)
 	}
 	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: lvl}))
 }

@@ -59,7 +59,7 @@ func demoCommand() *ucli.Command {
 			}
 			progress := progressWriter(c, asJSON)
 			fmt.Fprintln(progress, "starting the embedded Temporal server, UI, worker and local environment...")
-			env, err := devenv.Start(c.Context, devenv.Options{UI: true, Logger: logger(c)})
+			env, err := devenv.Start(c.Context, devenv.Options{UI: true, Logger: quietLogger(c), ServerLogger: quietLogger(c)})
 			if err != nil {
 				return err
 			}

@@ -28,7 +28,7 @@ func devCommand() *ucli.Command {
 			log := logger(c)
 			env, err := devenv.Start(c.Context, devenv.Options{
 				DBFile: c.String("db-file"), Port: c.Int("port"), UI: true, UIPort: c.Int("ui-port"),
-				Logger: log,
+				Logger: log, ServerLogger: serverLogger(c),
 			})
 			if err != nil {
 				return err

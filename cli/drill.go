@@ -457,4 +457,3 @@ func scheduleOp(c *ucli.Context, op func(context.Context, client.Client, string)
 	fmt.Fprintf(c.App.Writer, "%s %s\n", did, schedule.ID(name))
 	return nil
 }
-

@@ -131,3 +131,23 @@ func FailureConverter(dc converter.DataConverter) converter.FailureConverter {
 		EncodeCommonAttributes: true,
 	})
 }
+
+// Memo encodes memo values with dc, ready for StartWorkflowOptions.Memo or
+// ScheduleWorkflowAction.Memo. The SDK (v1.37) writes memos with its default
+// converter and skips the codec, so a memo passed as is reaches the server in
+// clear text; pre-encoded raw values are passed through as they are.
+// Describe/list results decode them again with dc (FromPayload).
+func Memo(dc converter.DataConverter, memo map[string]any) (map[string]any, error) {
+	if memo == nil {
+		return nil, nil
+	}
+	out := make(map[string]any, len(memo))
+	for k, v := range memo {
+		p, err := dc.ToPayload(v)
+		if err != nil {
+			return nil, fmt.Errorf("codec: memo %q: %w", k, err)
+		}
+		out[k] = converter.NewRawValue(p)
+	}
+	return out, nil
+}

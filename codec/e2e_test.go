@@ -117,10 +117,11 @@ func TestEndToEndHistoryHoldsOnlyCiphertext(t *testing.T) {
 	defer w.Stop()
 
 	run := func(id, service string) (client.WorkflowRun, error) {
-		opts := client.StartWorkflowOptions{
-			ID: id, TaskQueue: queue,
-			Memo: map[string]any{"note": "memo " + e2eSecret},
+		memo, err := codec.Memo(dc, map[string]any{"note": "memo " + e2eSecret})
+		if err != nil {
+			t.Fatal(err)
 		}
+		opts := client.StartWorkflowOptions{ID: id, TaskQueue: queue, Memo: memo}
 		r, err := enc.ExecuteWorkflow(ctx, opts, useCreds, Creds{Service: service, Password: e2eSecret})
 		if err != nil {
 			t.Fatalf("start %s: %v", id, err)
@@ -141,6 +142,16 @@ func TestEndToEndHistoryHoldsOnlyCiphertext(t *testing.T) {
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || !strings.Contains(appErr.Error(), "bad password "+e2eSecret) {
 		t.Fatalf("codec-fail: err = %v; want the application error, decrypted for the codec client", err)
+	}
+
+	// The codec client reads the memo back.
+	desc, err := enc.DescribeWorkflowExecution(ctx, okRun.GetID(), okRun.GetRunID())
+	if err != nil {
+		t.Fatalf("describe: %v", err)
+	}
+	var note string
+	if err := dc.FromPayload(desc.GetWorkflowExecutionInfo().GetMemo().GetFields()["note"], &note); err != nil || note != "memo "+e2eSecret {
+		t.Errorf("memo note = %q, %v; want %q", note, err, "memo "+e2eSecret)
 	}
 
 	// The client without the codec sees only ciphertext: it cannot read

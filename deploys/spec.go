@@ -48,7 +48,7 @@ type Analysis struct {
 	// fails the judgement.
 	FailureLimit int `yaml:"failureLimit,omitempty" json:"failureLimit,omitempty"`
 	// MinRequests below which a sample is inconclusive rather than judged.
-	MinRequests int      `yaml:"minRequests,omitempty" json:"minRequests,omitempty"`
+	MinRequests int               `yaml:"minRequests,omitempty" json:"minRequests,omitempty"`
 	Metrics     []analysis.Metric `yaml:"metrics" json:"metrics"`
 }
 

@@ -30,7 +30,9 @@ type Options struct {
 	NoLocal  bool // no local environment (a worker against other providers)
 	NoWorker bool // the caller runs its own worker (crash tests)
 	Worker   worker.Options
-	Logger   *slog.Logger
+	Logger   *slog.Logger // SDK and worker logs; nil discards
+	// ServerLogger gets the Temporal server's own logs; nil discards them.
+	ServerLogger *slog.Logger
 	// Codec, when set, is the codec endpoint the UI uses.
 	CodecEndpoint string
 }
@@ -60,7 +62,7 @@ func Start(ctx context.Context, o Options) (e *Env, err error) {
 	}()
 	e.Stack, err = stack.Start(ctx, stack.Options{
 		Port: o.Port, UI: o.UI, UIPort: o.UIPort, DBFile: o.DBFile,
-		SearchAttributes: workflows.SearchAttributes(), Logger: logger, CodecEndpoint: o.CodecEndpoint,
+		SearchAttributes: workflows.SearchAttributes(), Logger: o.ServerLogger, CodecEndpoint: o.CodecEndpoint,
 	})
 	if err != nil {
 		return e, fmt.Errorf("start embedded Temporal: %w", err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -41,6 +42,15 @@ type Spec struct {
 	Guardrails  Guardrails         `yaml:"guardrails,omitempty" json:"guardrails,omitempty"`
 	Targets     ledger.Targets     `yaml:"targets,omitempty" json:"targets,omitempty"`
 	Schedule    *Schedule          `yaml:"schedule,omitempty" json:"schedule,omitempty"`
+	// Workload runs on the database provider from before injection until
+	// writes have recovered, to measure RTO and RPO.
+	Workload *Workload `yaml:"workload,omitempty" json:"workload,omitempty"`
+}
+
+// Workload is a database writer that measures RTO and RPO.
+type Workload struct {
+	Interval specfile.Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	HoldFor  specfile.Duration `yaml:"holdFor,omitempty" json:"holdFor,omitempty"`
 }
 
 // Providers are the default targets of a drill's steps and checks.
@@ -356,9 +366,20 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 	positive(c, "guardrails.maxDuration", s.Guardrails.MaxDuration)
 	positive(c, "guardrails.interval", s.Guardrails.Interval)
 	s.checks(c, reg, "guardrails.checks", s.Guardrails.Checks, true)
-	for name, d := range map[string]time.Duration{"detection": s.Targets.Detection, "engagement": s.Targets.Engagement, "diagnosis": s.Targets.Diagnosis, "mitigation": s.Targets.Mitigation, "recovery": s.Targets.Recovery} {
-		if d < 0 {
-			c.Fail("targets."+name, "must not be negative, got %s", d)
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{{"detection", s.Targets.Detection}, {"engagement", s.Targets.Engagement}, {"diagnosis", s.Targets.Diagnosis}, {"mitigation", s.Targets.Mitigation}, {"recovery", s.Targets.Recovery}} {
+		if t.d < 0 {
+			c.Fail("targets."+t.name, "must not be negative, got %s", t.d)
+		}
+	}
+	if s.Workload != nil {
+		if s.Providers.Database == nil {
+			c.Fail("workload", "needs providers.database (the workload writes to it)")
+		}
+		if s.Workload.Interval < 0 || s.Workload.HoldFor < 0 {
+			c.Fail("workload", "interval and holdFor must not be negative")
 		}
 	}
 	if s.Schedule != nil && CalendarCheck != nil {
@@ -417,17 +438,17 @@ func (s *Spec) steps(c *specfile.Checker, reg Checker, path string, steps []Step
 			c.Fail(p, "needs exactly one of fault, weights, failover, action, database (got %q)", kind)
 			continue
 		}
-		w := st.Weights
+		w, wp := st.Weights, p+".weights"
 		if st.Failover != nil {
-			w = st.Failover.Weights
+			w, wp = st.Failover.Weights, p+".failover.weights"
 			s.checks(c, reg, p+".failover.verify", st.Failover.Verify, false)
 			if len(w) == 0 {
 				c.Fail(p+".failover.weights", "missing")
 			}
 		}
-		for k, v := range w {
-			if v < 0 || v > 100 {
-				c.Fail(p+".weights."+k, "must be 0..100, got %d", v)
+		for _, k := range sortedKeys(w) {
+			if v := w[k]; v < 0 || v > 100 {
+				c.Fail(wp+"."+k, "must be 0..100, got %d", v)
 			}
 		}
 		if st.Fault != nil && st.Fault.Kind == "" {
@@ -453,4 +474,13 @@ func (s *Spec) steps(c *specfile.Checker, reg Checker, path string, steps []Step
 			}
 		}
 	}
+}
+
+func sortedKeys(w activities.Weights) []string {
+	keys := make([]string, 0, len(w))
+	for k := range w {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

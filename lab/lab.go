@@ -43,6 +43,10 @@ type Options struct {
 	// SyncReplication makes the replica a synchronous standby: a commit is
 	// acknowledged only once the replica has it.
 	SyncReplication bool
+	// DieWithParent ties the servers to this process: they get SIGKILL when
+	// it dies, even by a crash or a test timeout. `drillship lab up` leaves it
+	// off so that `lab down` can stop them from another process.
+	DieWithParent bool
 	// Versions of the sample service to run; default v1 and v2.
 	Versions []string
 	Logger   *slog.Logger
@@ -153,7 +157,7 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 		return err
 	}
 	if o.Parts&PartHAProxy != 0 {
-		h, d, err := upHAProxy(ctx, l.Dir, svcs)
+		h, d, err := upHAProxy(ctx, l.Dir, svcs, o.DieWithParent)
 		l.track(d)
 		l.HAProxy = h
 		if err := errors.Join(err, l.save()); err != nil {
@@ -161,7 +165,7 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 		}
 	}
 	if o.Parts&PartPrometheus != 0 {
-		p, d, err := upPrometheus(ctx, l.Dir, svcs, l.HAProxy)
+		p, d, err := upPrometheus(ctx, l.Dir, svcs, l.HAProxy, o.DieWithParent)
 		l.track(d)
 		l.Prometheus = p
 		if err := errors.Join(err, l.save()); err != nil {
@@ -169,7 +173,7 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 		}
 	}
 	if o.Parts&PartPostgres != 0 {
-		p, err := upPostgres(ctx, l.Dir, o.SyncReplication)
+		p, err := upPostgres(ctx, l.Dir, o.SyncReplication, o.DieWithParent)
 		l.Postgres = p
 		if err := errors.Join(err, l.save()); err != nil {
 			return err
@@ -311,4 +315,30 @@ func Stop(dir string) error {
 		return err
 	}
 	return s.down()
+}
+
+// Settings returns the provider settings that point at this lab, by
+// provider name (haproxy, prometheus, postgres, http), ready for a spec's
+// target config.
+func (s *State) Settings() map[string]map[string]any {
+	out := map[string]map[string]any{}
+	if h := s.HAProxy; h != nil {
+		servers := map[string]any{}
+		for v, name := range h.Servers {
+			servers[v] = name
+		}
+		out["haproxy"] = map[string]any{"socket": h.Socket, "backend": h.Backend, "servers": servers}
+		out["http"] = map[string]any{"url": h.Frontend + "/"}
+	}
+	if p := s.Prometheus; p != nil {
+		out["prometheus"] = map[string]any{"url": p.URL}
+	}
+	if p := s.Postgres; p != nil {
+		nodes := map[string]any{}
+		for _, n := range p.Nodes {
+			nodes[n.Name] = n.DSN
+		}
+		out["postgres"] = map[string]any{"nodes": nodes, "lab": filepath.Join(s.Dir, StateFile)}
+	}
+	return out
 }

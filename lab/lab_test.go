@@ -1,10 +1,12 @@
 package lab
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,6 +77,10 @@ func TestUpAllThenStopFromState(t *testing.T) {
 			t.Errorf("postgres root %s still there: %v", root, err)
 		}
 	}
+	set := l.Settings()
+	if set["haproxy"]["socket"] != l.HAProxy.Socket || set["prometheus"]["url"] != l.Prometheus.URL || set["postgres"]["lab"] != l.StatePath() {
+		t.Errorf("settings %v do not point at the lab", set)
+	}
 	if len(l.Summary()) < 6 {
 		t.Errorf("summary too short: %q", l.Summary())
 	}
@@ -121,5 +127,62 @@ func TestServiceErrorRateIsExact(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(b), `drillship_lab_requests_total{code="500",version="v9"} 10`) {
 		t.Fatalf("metrics do not count 10 failures:\n%s", b)
+	}
+}
+
+// TestServersDieWithTheTestProcess starts a lab in a child process (this
+// test binary again), kills that process with SIGKILL, and checks that no
+// server it started survives.
+func TestServersDieWithTheTestProcess(t *testing.T) {
+	if os.Getenv("DRILLSHIP_LAB_CHILD") != "" {
+		l := Start(t, Options{Dir: os.Getenv("DRILLSHIP_LAB_CHILD")})
+		_ = l
+		os.Stdout.WriteString("UP\n")
+		time.Sleep(time.Minute)
+		return
+	}
+	Require(t)
+	dir, err := os.MkdirTemp("", "dslab-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	cmd := exec.Command(os.Args[0], "-test.run=^TestServersDieWithTheTestProcess$", "-test.v")
+	cmd.Env = append(os.Environ(), "DRILLSHIP_LAB_CHILD="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	up := false
+	for sc.Scan() {
+		if sc.Text() == "UP" {
+			up = true
+			break
+		}
+	}
+	if !up {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatal("child lab did not come up")
+	}
+	st, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := []int{st.HAProxy.PID, st.Prometheus.PID, st.Postgres.Nodes[0].PID(), st.Postgres.Nodes[1].PID()}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	for i, pid := range pids {
+		if pid == 0 || !waitDead(pid, 10*time.Second) {
+			t.Errorf("server %d (pid %d) outlived its killed parent", i, pid)
+		}
+	}
+	// What a crashed run leaves behind is files; Stop clears them.
+	if err := Stop(dir); err != nil {
+		t.Fatalf("stop after crash: %v", err)
 	}
 }

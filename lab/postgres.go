@@ -22,9 +22,12 @@ type PostgresInfo struct {
 	// reach it) and removes it on Down.
 	Root       string   `json:"root"`
 	RemoveRoot bool     `json:"removeRoot,omitempty"`
-	RunAs      *runAs   `json:"runAs,omitempty"`
+	RunAs      *Account `json:"runAs,omitempty"`
 	Sync       bool     `json:"sync"`
-	Nodes      []PGNode `json:"nodes"`
+	// Tied servers get SIGKILL when the process that started them dies
+	// (Options.DieWithParent).
+	Tied  bool     `json:"tied,omitempty"`
+	Nodes []PGNode `json:"nodes"`
 }
 
 // PGNode is one PostgreSQL server of the lab.
@@ -96,7 +99,7 @@ func appendFile(path, s string) error {
 
 // upPostgres creates pg1 with initdb, clones pg2 from it with pg_basebackup
 // and, with sync, makes pg2 a synchronous standby.
-func upPostgres(ctx context.Context, dir string, sync bool) (*PostgresInfo, error) {
+func upPostgres(ctx context.Context, dir string, sync, tied bool) (*PostgresInfo, error) {
 	initdb, err := lookBinary(binInitdb)
 	if err != nil {
 		return nil, err
@@ -114,7 +117,7 @@ func upPostgres(ctx context.Context, dir string, sync bool) (*PostgresInfo, erro
 	if real, err := filepath.EvalSymlinks(initdb); err == nil {
 		initdb = real
 	}
-	p := &PostgresInfo{BinDir: filepath.Dir(initdb), RunAs: acct, Sync: sync}
+	p := &PostgresInfo{BinDir: filepath.Dir(initdb), RunAs: acct, Sync: sync, Tied: tied}
 	for _, b := range []binary{binPostgres, binPgBasebackup} {
 		if _, err := os.Stat(p.bin(b.name)); err != nil {
 			return nil, fmt.Errorf("lab: %s not beside initdb in %s: install the Debian package %q", b.name, p.BinDir, b.pkg)
@@ -195,6 +198,11 @@ func (p *PostgresInfo) start(ctx context.Context, n PGNode) error {
 	defer logf.Close()
 	cmd := p.RunAs.command(p.Root, p.bin("postgres"), "-D", n.DataDir)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if p.Tied {
+		// Go sets it after switching to the postgres user, which would
+		// otherwise clear it.
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("lab: start %s: %w", n.Name, err)
 	}

@@ -72,8 +72,9 @@ type daemon struct {
 }
 
 // startDaemon starts argv in its own session so that it outlives a `lab up`
-// that exits, with output appended to logPath.
-func startDaemon(argv []string, logPath string) (*daemon, error) {
+// that exits (unless tied: then it dies with this process, as test servers
+// must even when the test binary is killed), with output appended to logPath.
+func startDaemon(argv []string, logPath string, tied bool) (*daemon, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lab: log file: %w", err)
@@ -82,6 +83,9 @@ func startDaemon(argv []string, logPath string) (*daemon, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if tied {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("lab: start %s: %w", argv[0], err)
 	}
@@ -154,14 +158,15 @@ func killGroup(pid int) error {
 	return nil
 }
 
-// runAs is the account PostgreSQL runs under: initdb and postgres refuse
+// Account is the account PostgreSQL runs under: initdb and postgres refuse
 // root, so as root the lab uses the `postgres` system user.
-type runAs struct {
-	Name     string `json:"name"`
-	UID, GID int
+type Account struct {
+	Name string `json:"name"`
+	UID  int    `json:"uid"`
+	GID  int    `json:"gid"`
 }
 
-func pgAccount() (*runAs, error) {
+func pgAccount() (*Account, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil
 	}
@@ -171,11 +176,11 @@ func pgAccount() (*runAs, error) {
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	return &runAs{Name: u.Username, UID: uid, GID: gid}, nil
+	return &Account{Name: u.Username, UID: uid, GID: gid}, nil
 }
 
 // command builds argv to run as a (nil: as ourselves) in dir.
-func (a *runAs) command(dir string, argv ...string) *exec.Cmd {
+func (a *Account) command(dir string, argv ...string) *exec.Cmd {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -186,7 +191,7 @@ func (a *runAs) command(dir string, argv ...string) *exec.Cmd {
 	return cmd
 }
 
-func (a *runAs) chown(path string) error {
+func (a *Account) chown(path string) error {
 	if a == nil {
 		return nil
 	}
@@ -194,7 +199,7 @@ func (a *runAs) chown(path string) error {
 }
 
 // run runs argv as a and returns its combined output in the error.
-func (a *runAs) run(dir string, argv ...string) error {
+func (a *Account) run(dir string, argv ...string) error {
 	out, err := a.command(dir, argv...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("lab: %s: %w: %s", filepath.Base(argv[0]), err, strings.TrimSpace(tail(string(out), 2000)))

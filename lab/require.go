@@ -33,7 +33,8 @@ func Require(t testing.TB, parts ...Part) {
 }
 
 // Start is Require plus Up for a test: the lab lives in a temporary
-// directory and is stopped when t ends, pass or fail.
+// directory and is stopped when t ends, pass or fail; its servers die with
+// the test binary even if it is killed.
 func Start(t testing.TB, o Options) *Lab {
 	t.Helper()
 	Require(t, o.Parts)
@@ -46,6 +47,7 @@ func Start(t testing.TB, o Options) *Lab {
 		t.Cleanup(func() { _ = os.RemoveAll(dir) })
 		o.Dir = dir
 	}
+	o.DieWithParent = true
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	l, err := Up(ctx, o)

@@ -69,7 +69,7 @@ backend %s
 	return b.String()
 }
 
-func upHAProxy(ctx context.Context, dir string, services []*Service) (*HAProxyInfo, *daemon, error) {
+func upHAProxy(ctx context.Context, dir string, services []*Service, tied bool) (*HAProxyInfo, *daemon, error) {
 	bin, err := lookBinary(binHAProxy)
 	if err != nil {
 		return nil, nil, err
@@ -101,7 +101,7 @@ func upHAProxy(ctx context.Context, dir string, services []*Service) (*HAProxyIn
 		return nil, nil, fmt.Errorf("lab: %w", err)
 	}
 	// -db keeps HAProxy in the foreground so that its pid is the one we hold.
-	d, err := startDaemon([]string{bin, "-db", "-f", h.Config}, h.Log)
+	d, err := startDaemon([]string{bin, "-db", "-f", h.Config}, h.Log, tied)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -139,7 +139,7 @@ func prometheusConfig(services []*Service, h *HAProxyInfo) string {
 	return b.String()
 }
 
-func upPrometheus(ctx context.Context, dir string, services []*Service, h *HAProxyInfo) (*PrometheusInfo, *daemon, error) {
+func upPrometheus(ctx context.Context, dir string, services []*Service, h *HAProxyInfo, tied bool) (*PrometheusInfo, *daemon, error) {
 	bin, err := lookBinary(binPrometheus)
 	if err != nil {
 		return nil, nil, err
@@ -162,7 +162,7 @@ func upPrometheus(ctx context.Context, dir string, services []*Service, h *HAPro
 		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port),
 		"--storage.tsdb.retention.time=1d",
 		"--log.level=warn",
-	}, p.Log)
+	}, p.Log, tied)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,6 +2,7 @@ package localenv
 
 import (
 	"fmt"
+	"strconv"
 	"maps"
 	"slices"
 	"strings"
@@ -25,6 +26,18 @@ var actions = map[string]action{
 		params: map[string]bool{"dependency": true},
 		run: func(e *Env, p map[string]string) (string, error) {
 			return e.setShed(p["dependency"], false)
+		},
+	},
+	// load sets the load generator to a multiple of normal (drills at 2x).
+	"load": {
+		params: map[string]bool{"multiplier": true},
+		run: func(e *Env, p map[string]string) (string, error) {
+			m, err := strconv.ParseFloat(p["multiplier"], 64)
+			if err != nil || m <= 0 || m > 10 {
+				return "", badRequest("params.multiplier %q: a number in (0, 10]", p["multiplier"])
+			}
+			e.SetLoad(m)
+			return fmt.Sprintf("load at %gx", m), nil
 		},
 	},
 }

@@ -147,8 +147,10 @@ func (e *Env) checkHealth(ctx context.Context) {
 	for _, in := range e.instanceList(nil) {
 		wg.Go(func() {
 			ok, _ := e.probe(ctx, in, healthTimeout)
-			if in.healthy.Swap(ok) != ok {
-				e.log.Info("instance health changed", "region", in.region, "version", in.version, "healthy", ok)
+			if was := in.healthy.Swap(ok); was && !ok {
+				e.log.Warn("instance unhealthy", "region", in.region, "version", in.version)
+			} else if !was && ok {
+				e.log.Debug("instance healthy", "region", in.region, "version", in.version)
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -93,17 +94,56 @@ var lineRe = regexp.MustCompile(`line (\d+): (.*)`)
 func Decode(file string, data []byte, out any) (*yaml.Node, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlErrors(file, err)
+		return nil, locate(yamlErrors(file, err), data)
 	}
 	if len(root.Content) == 0 {
-		return nil, Errors{{File: file, Msg: "the file is empty"}}
+		return nil, Errors{{File: file, Line: 1, Msg: "the file is empty (or only comments)"}}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil {
-		return nil, yamlErrors(file, err)
+		return nil, locate(yamlErrors(file, err), data)
 	}
 	return &root, nil
+}
+
+// locate gives a line to errors yaml.v3 reports without one: it omits
+// "line 1", and reader errors (control characters, bad UTF-8) and unknown
+// anchors carry none. The line of the first offending byte or alias is the
+// best guess; else line 1.
+func locate(err error, data []byte) error {
+	es, ok := err.(Errors)
+	if !ok {
+		return err
+	}
+	for _, e := range es {
+		if e.Line > 0 {
+			continue
+		}
+		e.Line = 1
+		if i := badByte(data); i >= 0 && (strings.Contains(e.Msg, "control characters") || strings.Contains(e.Msg, "UTF-8")) {
+			e.Line = 1 + bytes.Count(data[:i], []byte("\n"))
+		}
+		if m := anchorRe.FindStringSubmatch(e.Msg); m != nil {
+			if i := bytes.Index(data, []byte("*"+m[1])); i >= 0 {
+				e.Line = 1 + bytes.Count(data[:i], []byte("\n"))
+			}
+		}
+	}
+	return es
+}
+
+var anchorRe = regexp.MustCompile(`unknown anchor '([^']+)'`)
+
+func badByte(data []byte) int {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if (r == utf8.RuneError && size == 1) || (r < 0x20 && r != '\n' && r != '\r' && r != '\t') || r == 0x7f {
+			return i
+		}
+		i += size
+	}
+	return -1
 }
 
 func yamlErrors(file string, err error) error {

@@ -2,7 +2,12 @@ package worker
 
 import (
 	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/activities/exec"
+	"github.com/drillship/drillship/activities/haproxy"
+	"github.com/drillship/drillship/activities/httpprobe"
 	"github.com/drillship/drillship/activities/local"
+	"github.com/drillship/drillship/activities/postgres"
+	"github.com/drillship/drillship/activities/prometheus"
 )
 
 // ProviderOptions are the worker-level settings providers need.
@@ -16,5 +21,10 @@ type ProviderOptions struct {
 func Providers(o ProviderOptions) *activities.Registry {
 	return activities.NewRegistry(
 		local.Provider(o.LocalEnvURL),
+		haproxy.Provider(),
+		postgres.Provider(),
+		prometheus.Provider(),
+		httpprobe.Provider(),
+		exec.Provider(),
 	)
 }

@@ -285,6 +285,21 @@ func (d *drill) run(ctx workflow.Context) error {
 		}
 	}
 
+	var workload workflow.Future
+	if wl := spec.Workload; wl != nil {
+		ao := opts("Workload: numbered writes for RTO/RPO", 3)
+		ao.StartToCloseTimeout = spec.Guardrails.MaxDuration.D() + time.Minute
+		ao.HeartbeatTimeout = 30 * time.Second
+		workload = workflow.ExecuteActivity(workflow.WithActivityOptions(pctx, ao), d.act.Workload, activities.WorkloadInput{
+			Target: spec.Target(activities.CapDatabase, nil), Interval: wl.Interval.D(), HoldFor: wl.HoldFor.D(),
+		})
+	}
+	defer func() {
+		if workload != nil {
+			d.collectWorkload(ctx, workload)
+		}
+	}()
+
 	d.phase(ctx, "inject")
 	var t0 int64
 	for _, st := range spec.Inject {
@@ -364,6 +379,34 @@ func (d *drill) run(ctx workflow.Context) error {
 	}
 	d.mark(ledger.Recovered, rec.At, "checks held "+spec.Recovery.HoldFor.String(), rec.Detail)
 	return nil
+}
+
+// collectWorkload waits (bounded) for the workload's figures: RTO from the
+// fault to the first successful write after it, RPO as acknowledged writes
+// missing.
+func (d *drill) collectWorkload(ctx workflow.Context, f workflow.Future) {
+	var r activities.WorkloadResult
+	wctx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	ok, _ := workflow.AwaitWithTimeout(wctx, 2*time.Minute, f.IsReady)
+	if !ok {
+		d.finding("medium", "the database workload did not finish; RTO/RPO not measured", "")
+		return
+	}
+	if err := f.Get(ctx, &r); err != nil {
+		d.finding("medium", "the database workload failed; RTO/RPO not measured", err.Error())
+		return
+	}
+	d.event(workflow.Now(ctx).UnixMilli(), "workload", fmt.Sprintf("%d writes acknowledged, %d missing: %s", r.Acked, r.Missing, r.Detail))
+	rpo := r.Missing
+	d.rec.RPO = &rpo
+	if t0, ok := d.rec.MarkAt(ledger.Injected); ok && r.RecoveredAt > 0 {
+		rto := r.RecoveredAt - t0
+		d.rec.RTOMs = &rto
+	}
+	if r.Missing > 0 {
+		d.finding("high", fmt.Sprintf("%d acknowledged writes were lost (RPO > 0)", r.Missing), r.Detail)
+	}
 }
 
 type preflightError struct{ msg string }

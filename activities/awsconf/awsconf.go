@@ -29,6 +29,7 @@ import (
 //	maxAttempts: 2                                      # SDK attempts per call, 1..5, default 2
 //	maxWait: 10m                                        # bound of every waiter, default 10m
 //	pollInterval: 15s                                   # waiter poll interval, default: the waiter's own
+//	accountId: "123456789012"                           # optional, for ARNs in iam-policy; default: roleArn's account, else *
 //
 // Without roleArn the default credential chain applies (environment, shared
 // files, SSO, web identity, container and instance roles). AWS_ENDPOINT_URL
@@ -41,6 +42,7 @@ type Settings struct {
 	MaxAttempts  int    `json:"maxAttempts,omitempty"`
 	MaxWait      string `json:"maxWait,omitempty"`
 	PollInterval string `json:"pollInterval,omitempty"`
+	AccountID    string `json:"accountId,omitempty"`
 }
 
 // Defaults.
@@ -51,6 +53,7 @@ const (
 
 var (
 	regionRe  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d+$`)
+	accountRe = regexp.MustCompile(`^\d{12}$`)
 	roleARNRe = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$`)
 )
 
@@ -85,6 +88,9 @@ func New(s Settings, opts ...func(*config.LoadOptions) error) (*Conn, error) {
 	}
 	if s.Endpoint != "" && !strings.HasPrefix(s.Endpoint, "https://") && !strings.HasPrefix(s.Endpoint, "http://") {
 		return nil, fmt.Errorf("config: endpoint %q: want an http(s):// URL", s.Endpoint)
+	}
+	if s.AccountID != "" && !accountRe.MatchString(s.AccountID) {
+		return nil, fmt.Errorf("config: accountId %q: want 12 digits", s.AccountID)
 	}
 	if s.MaxAttempts == 0 {
 		s.MaxAttempts = DefaultMaxAttempts
@@ -158,4 +164,33 @@ func (c *Conn) Delays(min, max time.Duration) (time.Duration, time.Duration) {
 		return c.PollInterval, c.PollInterval
 	}
 	return min, max
+}
+
+// Partition is the ARN partition of the region.
+func (c *Conn) Partition() string {
+	switch {
+	case strings.HasPrefix(c.Settings.Region, "cn-"):
+		return "aws-cn"
+	case strings.HasPrefix(c.Settings.Region, "us-gov-"):
+		return "aws-us-gov"
+	}
+	return "aws"
+}
+
+// Account is the account the resources live in, for ARNs: accountId if
+// set, else the account of roleArn, else "*" (any account of the caller).
+func (c *Conn) Account() string {
+	if c.Settings.AccountID != "" {
+		return c.Settings.AccountID
+	}
+	if c.Settings.RoleARN != "" {
+		return strings.Split(c.Settings.RoleARN, ":")[4]
+	}
+	return "*"
+}
+
+// ARN builds arn:<partition>:<service>:<region>:<account>:<resource> for the
+// settings' region and account.
+func (c *Conn) ARN(service, resource string) string {
+	return "arn:" + c.Partition() + ":" + service + ":" + c.Settings.Region + ":" + c.Account() + ":" + resource
 }

@@ -13,11 +13,7 @@ import (
 
 func labClient(t *testing.T, l *lab.Lab) *Client {
 	t.Helper()
-	servers := map[string]any{}
-	for v, s := range l.HAProxy.Servers {
-		servers[v] = s
-	}
-	c, err := New(map[string]any{"socket": l.HAProxy.Socket, "backend": l.HAProxy.Backend, "servers": servers})
+	c, err := New(l.Settings()["haproxy"])
 	if err != nil {
 		t.Fatal(err)
 	}

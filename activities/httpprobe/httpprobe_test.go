@@ -5,16 +5,31 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/drillship/drillship/activities"
 )
 
-func server(t *testing.T) (*httptest.Server, *[]string) {
-	var seen []string
+// seenLog records the requests the test server got.
+type seenLog struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (s *seenLog) first() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reqs[0]
+}
+
+func server(t *testing.T) (*httptest.Server, *seenLog) {
+	seen := &seenLog{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen = append(seen, r.Method+" "+r.URL.Path+" host="+r.Host+" x="+r.Header.Get("X-Probe"))
+		seen.mu.Lock()
+		seen.reqs = append(seen.reqs, r.Method+" "+r.URL.Path+" host="+r.Host+" x="+r.Header.Get("X-Probe"))
+		seen.mu.Unlock()
 		switch r.URL.Path {
 		case "/ok":
 			_, _ = w.Write([]byte(`{"status":"ready","version":"v2"}`))
@@ -28,7 +43,7 @@ func server(t *testing.T) (*httptest.Server, *[]string) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	return srv, &seen
+	return srv, seen
 }
 
 func sample(t *testing.T, p *Prober, q activities.Query) activities.Sample {
@@ -74,8 +89,8 @@ func TestProbeOutcomes(t *testing.T) {
 			}
 		})
 	}
-	if (*seen)[0] != "GET /ok host=shop.example x=drillship" {
-		t.Fatalf("first request %q: want GET with the Host and X-Probe headers of the settings", (*seen)[0])
+	if got := seen.first(); got != "GET /ok host=shop.example x=drillship" {
+		t.Fatalf("first request %q: want GET with the Host and X-Probe headers of the settings", got)
 	}
 }
 

@@ -126,14 +126,14 @@ func (c *Client) connect(ctx context.Context, node string) (*pgx.Conn, error) {
 
 // nodeState is what one node says about itself.
 type nodeState struct {
-	up         bool
-	err        error
-	recovery   bool
-	readOnly   bool   // default_transaction_read_only: the fence
-	receiving  bool   // replica: WAL receiver streaming
-	localLag   int64  // replica: received but not yet replayed, bytes
-	lagSecs    float64
-	standbys   map[string]standby // primary: pg_stat_replication by application_name
+	up        bool
+	err       error
+	recovery  bool
+	readOnly  bool  // default_transaction_read_only: the fence
+	receiving bool  // replica: WAL receiver streaming
+	localLag  int64 // replica: received but not yet replayed, bytes
+	lagSecs   float64
+	standbys  map[string]standby // primary: pg_stat_replication by application_name
 }
 
 type standby struct {

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -24,19 +23,19 @@ type Writer struct {
 	timeout  time.Duration
 	log      *slog.Logger
 
-	mu           sync.Mutex
-	dsn          string
-	acked        []int64
-	next         int64
-	failures     int
-	lastErr      error
-	failing      bool
-	failedAt     time.Time
-	recoveredAt  time.Time
-	cancel       context.CancelFunc
-	done         chan struct{}
-	conn         *pgx.Conn // only the write loop touches it
-	connDSN      string
+	mu          sync.Mutex
+	dsn         string
+	acked       []int64
+	next        int64
+	failures    int
+	lastErr     error
+	failing     bool
+	failedAt    time.Time
+	recoveredAt time.Time
+	cancel      context.CancelFunc
+	done        chan struct{}
+	conn        *pgx.Conn // only the write loop touches it
+	connDSN     string
 }
 
 // WriterOptions tune a Writer.
@@ -271,5 +270,3 @@ func (w *Writer) CountMissing(ctx context.Context, dsn string) ([]int64, error) 
 	sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
 	return missing, nil
 }
-
-var errStopped = errors.New("writer stopped")

@@ -35,7 +35,7 @@ const errorRate = `sum(rate(drillship_lab_requests_total{version="v2",code=~"5..
 
 func TestErrorRateFromRealPrometheus(t *testing.T) {
 	l := lab.Start(t, lab.Options{Parts: lab.PartPrometheus})
-	c, err := New(map[string]any{"url": l.Prometheus.URL, "timeout": "5s"}, nil)
+	c, err := New(l.Settings()["prometheus"], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,8 @@ func TestErrorRateFromRealPrometheus(t *testing.T) {
 		t.Fatalf("At %d is %dms from now; want Prometheus' evaluation time", got.At, age)
 	}
 
-	// Range mode over the last 10s: the max is at least the last value.
+	// Range mode over the last 10s: the max is at least the last value
+	// (less float noise: the two queries run at slightly different times).
 	rng, err := c.Sample(ctx, activities.Query{Expr: errorRate, Window: 10 * time.Second, Params: map[string]string{"mode": "range", "step": "1s", "agg": "max"}})
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +83,7 @@ func TestErrorRateFromRealPrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rng.NoData || last.NoData || rng.Value < last.Value || rng.Value < 0.08 || rng.Value > 0.2 {
+	if rng.NoData || last.NoData || rng.Value < last.Value-0.01 || rng.Value < 0.08 || rng.Value > 0.2 {
 		t.Fatalf("range max %+v, last %+v", rng, last)
 	}
 	if !strings.Contains(rng.Detail, "max over 10s step 1s") {

@@ -93,16 +93,18 @@ func LoadOptions() []func(*config.LoadOptions) error {
 	}
 }
 
-// Handle registers h for an operation name ("ModifyRule",
+// Handle registers (or replaces) h for an operation name ("ModifyRule",
 // "UpdateAlias") or, for REST protocols, a ServeMux pattern such as
 // "POST /2013-04-01/hostedzone/{zone}/rrset".
 func (s *Server) Handle(op string, h Handler) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if strings.Contains(op, " ") {
-		pattern := op
-		s.rest[pattern] = h
-		s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {})
+		// Registering a pattern again replaces its handler.
+		if _, ok := s.rest[op]; !ok {
+			s.mux.HandleFunc(op, func(http.ResponseWriter, *http.Request) {})
+		}
+		s.rest[op] = h
 		return
 	}
 	s.rpc[op] = h

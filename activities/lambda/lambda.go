@@ -1,0 +1,505 @@
+// Package lambda is the AWS Lambda provider. Traffic splits an alias between
+// two function versions with weighted routing; Release publishes versions
+// and points the alias at them.
+package lambda
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	lam "github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/activities/awsconf"
+)
+
+// Name is the provider name in specs.
+const Name = "lambda"
+
+// Config is the settings of both capabilities.
+//
+//	region: us-east-1
+//	function: checkout          # function name or ARN
+//	alias: live                 # the alias users call
+//	versions: {v1: "3"}         # optional: backend -> version number. Other
+//	                            # backends are version numbers themselves or
+//	                            # labels of versions this provider published
+type Config struct {
+	awsconf.Settings
+	Function string            `json:"function"`
+	Alias    string            `json:"alias"`
+	Versions map[string]string `json:"versions,omitempty"`
+}
+
+// descPrefix marks the versions drillship published; the rest of the
+// description is the version label.
+const descPrefix = "drillship:"
+
+// Provider returns the lambda provider for the registry.
+func Provider() activities.Provider {
+	return activities.Provider{
+		Name:        Name,
+		Traffic:     func(cfg map[string]any) (activities.Traffic, error) { return New(cfg) },
+		Release:     func(cfg map[string]any) (activities.Release, error) { return New(cfg) },
+		Permissions: Permissions,
+	}
+}
+
+// Client drives one function alias.
+type Client struct {
+	conn *awsconf.Conn
+	cfg  Config
+}
+
+var (
+	fnNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	fnARNRe  = regexp.MustCompile(`^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]{1,64}$`)
+	aliasRe  = regexp.MustCompile(`^[A-Za-z_-][A-Za-z0-9_-]{0,127}$`)
+	numRe    = regexp.MustCompile(`^\d+$`)
+)
+
+// New validates the settings; it does no I/O.
+func New(cfg map[string]any, opts ...func(*config.LoadOptions) error) (*Client, error) {
+	var c Config
+	if err := activities.DecodeConfig(cfg, &c); err != nil {
+		return nil, err
+	}
+	conn, err := awsconf.New(c.Settings, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if !fnNameRe.MatchString(c.Function) && !fnARNRe.MatchString(c.Function) {
+		return nil, fmt.Errorf("config: function %q: want a function name or an unqualified function ARN", c.Function)
+	}
+	if !aliasRe.MatchString(c.Alias) {
+		return nil, fmt.Errorf("config: alias %q: want an alias name such as live", c.Alias)
+	}
+	for b, v := range c.Versions {
+		if b == "" || !numRe.MatchString(v) {
+			return nil, fmt.Errorf("config: versions: %q -> %q: want backend -> version number", b, v)
+		}
+	}
+	return &Client{conn: conn, cfg: c}, nil
+}
+
+func (c *Client) client(ctx context.Context) (*lam.Client, error) {
+	cfg, err := c.conn.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return lam.NewFromConfig(cfg, func(o *lam.Options) {
+		if ep := c.conn.Endpoint(); ep != nil {
+			o.BaseEndpoint = ep
+		}
+	}), nil
+}
+
+func (c *Client) fnName() string {
+	if i := strings.LastIndex(c.cfg.Function, ":"); i >= 0 {
+		return c.cfg.Function[i+1:]
+	}
+	return c.cfg.Function
+}
+
+func (c *Client) aliasRes() string { return "function:" + c.fnName() + ":" + c.cfg.Alias }
+
+func (c *Client) alias(ctx context.Context, l *lam.Client) (*lam.GetAliasOutput, error) {
+	a, err := l.GetAlias(ctx, &lam.GetAliasInput{FunctionName: aws.String(c.cfg.Function), Name: aws.String(c.cfg.Alias)})
+	return a, awsconf.Classify(err, "lambda:GetAlias", c.aliasRes())
+}
+
+// published lists the published versions (not $LATEST), oldest first.
+func (c *Client) published(ctx context.Context, l *lam.Client) ([]types.FunctionConfiguration, error) {
+	var out []types.FunctionConfiguration
+	p := lam.NewListVersionsByFunctionPaginator(l, &lam.ListVersionsByFunctionInput{FunctionName: aws.String(c.cfg.Function)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, awsconf.Classify(err, "lambda:ListVersionsByFunction", "function:"+c.fnName())
+		}
+		for _, v := range page.Versions {
+			if numRe.MatchString(aws.ToString(v.Version)) {
+				out = append(out, v)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return verNum(out[i].Version) < verNum(out[j].Version) })
+	return out, nil
+}
+
+func verNum(v *string) int {
+	n, _ := strconv.Atoi(aws.ToString(v))
+	return n
+}
+
+func label(v types.FunctionConfiguration) string {
+	if d := aws.ToString(v.Description); strings.HasPrefix(d, descPrefix) {
+		return strings.TrimPrefix(d, descPrefix)
+	}
+	return aws.ToString(v.Version)
+}
+
+// resolver maps backends to version numbers and back.
+type resolver struct{ toNum, toBackend map[string]string }
+
+func (c *Client) resolver(ctx context.Context, l *lam.Client, needLabels bool) (resolver, error) {
+	r := resolver{toNum: map[string]string{}, toBackend: map[string]string{}}
+	if needLabels {
+		vs, err := c.published(ctx, l)
+		if err != nil {
+			return r, err
+		}
+		for _, v := range vs {
+			if lb := label(v); lb != aws.ToString(v.Version) {
+				r.toNum[lb], r.toBackend[aws.ToString(v.Version)] = aws.ToString(v.Version), lb
+			}
+		}
+	}
+	for b, n := range c.cfg.Versions {
+		r.toNum[b], r.toBackend[n] = n, b
+	}
+	return r, nil
+}
+
+func (r resolver) num(backend string) (string, error) {
+	if n, ok := r.toNum[backend]; ok {
+		return n, nil
+	}
+	if numRe.MatchString(backend) {
+		return backend, nil
+	}
+	return "", activities.Permanent(fmt.Errorf("lambda: backend %q is neither a version number, nor in versions, nor a published drillship version", backend))
+}
+
+func (r resolver) backend(num string) string {
+	if b, ok := r.toBackend[num]; ok {
+		return b
+	}
+	return num
+}
+
+// split reads the alias as version number -> share of traffic (0..1).
+func split(a *lam.GetAliasOutput) map[string]float64 {
+	out := map[string]float64{}
+	rest := 1.0
+	if a.RoutingConfig != nil {
+		for v, f := range a.RoutingConfig.AdditionalVersionWeights {
+			out[v] = f
+			rest -= f
+		}
+	}
+	out[aws.ToString(a.FunctionVersion)] += rest
+	return out
+}
+
+func (c *Client) needLabels(w activities.Weights) bool {
+	for b := range w {
+		if _, ok := c.cfg.Versions[b]; !ok && !numRe.MatchString(b) {
+			return true
+		}
+	}
+	return false
+}
+
+// SetWeights points the alias at the versions with weight: one version at
+// 100%, or a primary and one additional version (Lambda allows no more).
+func (c *Client) SetWeights(ctx context.Context, w activities.Weights) error {
+	l, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	r, err := c.resolver(ctx, l, c.needLabels(w))
+	if err != nil {
+		return err
+	}
+	a, err := c.alias(ctx, l)
+	if err != nil {
+		return err
+	}
+	cur := split(a)
+	want := map[string]float64{}
+	for v, f := range cur {
+		want[v] = f * 100
+	}
+	for b, weight := range w {
+		if weight < 0 || weight > 100 {
+			return activities.Permanent(fmt.Errorf("weight of %s: %d: want 0..100", b, weight))
+		}
+		n, err := r.num(b)
+		if err != nil {
+			return err
+		}
+		want[n] = float64(weight)
+	}
+	var live []string
+	total := 0.0
+	for v, f := range want {
+		if f > 0 {
+			live = append(live, v)
+			total += f
+		}
+	}
+	sort.Strings(live)
+	if len(live) == 0 || len(live) > 2 {
+		return activities.Permanent(fmt.Errorf("lambda: alias %s would route to %d versions (%v): Lambda routes to one or two", c.cfg.Alias, len(live), live))
+	}
+	primary := aws.ToString(a.FunctionVersion)
+	if want[primary] <= 0 {
+		// The version with the larger share becomes primary.
+		primary = live[0]
+		if len(live) == 2 && want[live[1]] > want[live[0]] {
+			primary = live[1]
+		}
+	}
+	extra := map[string]float64{}
+	for _, v := range live {
+		if v != primary {
+			extra[v] = math.Round(want[v]/total*1e5) / 1e5
+		}
+	}
+	if primary == aws.ToString(a.FunctionVersion) && sameSplit(cur, primary, extra) {
+		return nil
+	}
+	_, err = l.UpdateAlias(ctx, &lam.UpdateAliasInput{
+		FunctionName:    aws.String(c.cfg.Function),
+		Name:            aws.String(c.cfg.Alias),
+		FunctionVersion: aws.String(primary),
+		// An empty map clears the routing; nil would leave it as it is.
+		RoutingConfig: &types.AliasRoutingConfiguration{AdditionalVersionWeights: extra},
+		RevisionId:    a.RevisionId,
+	})
+	return awsconf.Classify(err, "lambda:UpdateAlias", c.aliasRes())
+}
+
+func sameSplit(cur map[string]float64, primary string, extra map[string]float64) bool {
+	for v, f := range cur {
+		if v == primary {
+			continue
+		}
+		if f > 0 && math.Abs(extra[v]-f) > 1e-4 {
+			return false
+		}
+	}
+	for v, f := range extra {
+		if math.Abs(cur[v]-f) > 1e-4 {
+			return false
+		}
+	}
+	return true
+}
+
+// Weights reads the alias back, as whole percents.
+func (c *Client) Weights(ctx context.Context) (activities.Weights, error) {
+	l, err := c.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, err := c.alias(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.resolver(ctx, l, true)
+	if err != nil {
+		return nil, err
+	}
+	out := activities.Weights{}
+	for v, f := range split(a) {
+		out[r.backend(v)] = int(math.Round(f * 100))
+	}
+	return out, nil
+}
+
+// State reads the alias and the published versions.
+func (c *Client) State(ctx context.Context) (activities.ReleaseState, error) {
+	l, err := c.client(ctx)
+	if err != nil {
+		return activities.ReleaseState{}, err
+	}
+	a, err := c.alias(ctx, l)
+	if err != nil {
+		return activities.ReleaseState{}, err
+	}
+	vs, err := c.published(ctx, l)
+	if err != nil {
+		return activities.ReleaseState{}, err
+	}
+	labels := map[string]string{}
+	st := activities.ReleaseState{Artifacts: []string{}, Running: []string{}}
+	for _, v := range vs {
+		labels[aws.ToString(v.Version)] = label(v)
+		st.Artifacts = append(st.Artifacts, label(v))
+	}
+	lb := func(n string) string {
+		if s, ok := labels[n]; ok {
+			return s
+		}
+		return n
+	}
+	st.Stable = lb(aws.ToString(a.FunctionVersion))
+	var running []string
+	for v, f := range split(a) {
+		if f > 0 {
+			running = append(running, lb(v))
+		}
+	}
+	sort.Strings(running)
+	st.Running = append(st.Running, running...)
+	return st, nil
+}
+
+// Deploy publishes the function's current code as a version labelled
+// version; it reuses the version if one is already published with that label.
+func (c *Client) Deploy(ctx context.Context, version string) error {
+	_, err := c.publish(ctx, version)
+	return err
+}
+
+func (c *Client) publish(ctx context.Context, version string) (string, error) {
+	if version == "" || strings.ContainsAny(version, " \t") {
+		return "", activities.Permanent(fmt.Errorf("lambda: version %q: want a version label", version))
+	}
+	l, err := c.client(ctx)
+	if err != nil {
+		return "", err
+	}
+	vs, err := c.published(ctx, l)
+	if err != nil {
+		return "", err
+	}
+	for _, v := range vs {
+		if label(v) == version {
+			return aws.ToString(v.Version), nil
+		}
+	}
+	out, err := l.PublishVersion(ctx, &lam.PublishVersionInput{FunctionName: aws.String(c.cfg.Function), Description: aws.String(descPrefix + version)})
+	if err != nil {
+		return "", awsconf.Classify(err, "lambda:PublishVersion", "function:"+c.fnName())
+	}
+	return aws.ToString(out.Version), nil
+}
+
+// Promote points the alias wholly at version.
+func (c *Client) Promote(ctx context.Context, version string) error {
+	n, err := c.publish(ctx, version)
+	if err != nil {
+		return err
+	}
+	l, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	a, err := c.alias(ctx, l)
+	if err != nil {
+		return err
+	}
+	w := activities.Weights{n: 100}
+	for v := range split(a) {
+		if v != n {
+			w[v] = 0
+		}
+	}
+	return c.SetWeights(ctx, w)
+}
+
+// Stop takes version out of the alias's routing; the primary stays.
+func (c *Client) Stop(ctx context.Context, version string) error {
+	l, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	r, err := c.resolver(ctx, l, true)
+	if err != nil {
+		return err
+	}
+	n, err := r.num(version)
+	if err != nil {
+		return nil // never published: nothing runs
+	}
+	a, err := c.alias(ctx, l)
+	if err != nil {
+		return err
+	}
+	if n == aws.ToString(a.FunctionVersion) {
+		return activities.Permanent(fmt.Errorf("lambda: version %s is the primary of alias %s; promote another version first", version, c.cfg.Alias))
+	}
+	if a.RoutingConfig == nil || a.RoutingConfig.AdditionalVersionWeights[n] == 0 {
+		return nil
+	}
+	_, err = l.UpdateAlias(ctx, &lam.UpdateAliasInput{
+		FunctionName: aws.String(c.cfg.Function), Name: aws.String(c.cfg.Alias),
+		FunctionVersion: a.FunctionVersion,
+		RoutingConfig:   &types.AliasRoutingConfiguration{AdditionalVersionWeights: map[string]float64{}},
+		RevisionId:      a.RevisionId,
+	})
+	return awsconf.Classify(err, "lambda:UpdateAlias", c.aliasRes())
+}
+
+// Prune deletes published versions beyond the newest keep, never one the
+// alias routes to.
+func (c *Client) Prune(ctx context.Context, keep int) ([]string, error) {
+	if keep < 1 {
+		return nil, activities.Permanent(errors.New("lambda: keep must be at least 1"))
+	}
+	l, err := c.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, err := c.alias(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	inUse := split(a)
+	vs, err := c.published(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	deleted := []string{}
+	for i := 0; i < len(vs)-keep; i++ {
+		n := aws.ToString(vs[i].Version)
+		if _, used := inUse[n]; used {
+			continue
+		}
+		_, err := l.DeleteFunction(ctx, &lam.DeleteFunctionInput{FunctionName: aws.String(c.cfg.Function), Qualifier: aws.String(n)})
+		if err != nil {
+			return deleted, awsconf.Classify(err, "lambda:DeleteFunction", "function:"+c.fnName()+":"+n)
+		}
+		deleted = append(deleted, label(vs[i]))
+	}
+	return deleted, nil
+}
+
+// Permissions lists what a capability needs with cfg.
+func Permissions(capability string, cfg map[string]any) ([]activities.Permission, error) {
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	fn := c.cfg.Function
+	if !strings.HasPrefix(fn, "arn:") {
+		fn = c.conn.ARN("lambda", "function:"+fn)
+	}
+	switch capability {
+	case activities.CapTraffic:
+		return []activities.Permission{
+			{Actions: []string{"lambda:GetAlias", "lambda:UpdateAlias"}, Resources: []string{fn + ":" + c.cfg.Alias}},
+			{Actions: []string{"lambda:ListVersionsByFunction"}, Resources: []string{fn}},
+		}, nil
+	case activities.CapRelease:
+		return []activities.Permission{
+			{Actions: []string{"lambda:GetAlias", "lambda:UpdateAlias"}, Resources: []string{fn + ":" + c.cfg.Alias}},
+			{Actions: []string{"lambda:ListVersionsByFunction", "lambda:PublishVersion"}, Resources: []string{fn}},
+			// Versions are deleted by qualified ARN.
+			{Actions: []string{"lambda:DeleteFunction"}, Resources: []string{fn + ":*"}},
+		}, nil
+	}
+	return nil, fmt.Errorf("lambda: no %s capability", capability)
+}

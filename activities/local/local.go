@@ -1,0 +1,274 @@
+// Package local is the provider for drillship's local environment (package
+// localenv): traffic, release, signals, faults and runner, all driven over
+// the environment's control API so that a worker in another process can use
+// it.
+package local
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/localenv"
+)
+
+// Name is the provider's name in specs.
+const Name = "local"
+
+// ErrNoURL is returned (marked permanent) by every call when the provider
+// was built without the environment's URL.
+var ErrNoURL = errors.New("local environment URL not set (run under drillship dev/demo or pass --local-env)")
+
+// Provider returns the local provider talking to the control API at baseURL
+// (localenv.Env.URL()). An empty baseURL still validates settings; calls
+// then fail with ErrNoURL.
+func Provider(baseURL string) activities.Provider {
+	c := &client{base: strings.TrimRight(baseURL, "/"), http: &http.Client{Timeout: 30 * time.Second}}
+	return activities.Provider{
+		Name: Name,
+		Traffic: func(cfg map[string]any) (activities.Traffic, error) {
+			var s struct {
+				Level string `json:"level"`
+			}
+			if err := activities.DecodeConfig(cfg, &s); err != nil {
+				return nil, err
+			}
+			switch s.Level {
+			case "", "version":
+				return &traffic{c: c, path: "/api/weights/versions"}, nil
+			case "region":
+				return &traffic{c: c, path: "/api/weights/regions"}, nil
+			}
+			return nil, fmt.Errorf("config: level %q: allowed region, version", s.Level)
+		},
+		Release: func(cfg map[string]any) (activities.Release, error) {
+			if err := activities.DecodeConfig(cfg, &struct{}{}); err != nil {
+				return nil, err
+			}
+			return &release{c: c}, nil
+		},
+		Signals: func(cfg map[string]any) (activities.Signals, error) {
+			if err := activities.DecodeConfig(cfg, &struct{}{}); err != nil {
+				return nil, err
+			}
+			return &signals{c: c}, nil
+		},
+		Faults: func(cfg map[string]any) (activities.Faults, error) {
+			if err := activities.DecodeConfig(cfg, &struct{}{}); err != nil {
+				return nil, err
+			}
+			return &faults{c: c}, nil
+		},
+		Runner: func(cfg map[string]any) (activities.Runner, error) {
+			if err := activities.DecodeConfig(cfg, &struct{}{}); err != nil {
+				return nil, err
+			}
+			return &runner{c: c}, nil
+		},
+	}
+}
+
+// client calls the control API. 4xx answers are permanent errors carrying the
+// server's message; 5xx answers and transport errors are left retryable.
+type client struct {
+	base string
+	http *http.Client
+}
+
+func (c *client) do(ctx context.Context, method, path string, body, out any) error {
+	if c.base == "" {
+		return activities.Permanent(ErrNoURL)
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return activities.Permanent(fmt.Errorf("local: %s %s: encode body: %w", method, path, err))
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return activities.Permanent(fmt.Errorf("local: %s %s: %w", method, path, err))
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("local: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("local: %s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		var eb localenv.ErrorBody
+		msg := strings.TrimSpace(string(b))
+		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
+			msg = eb.Error
+		}
+		err := &statusError{code: resp.StatusCode, msg: fmt.Sprintf("local: %s %s: %s: %s", method, path, resp.Status, msg)}
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			return activities.Permanent(err)
+		}
+		return err
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("local: %s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// statusError is a non-2xx answer of the control API.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+func isStatus(err error, code int) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.code == code
+}
+
+type traffic struct {
+	c    *client
+	path string
+}
+
+func (t *traffic) SetWeights(ctx context.Context, w activities.Weights) error {
+	return t.c.do(ctx, http.MethodPut, t.path, map[string]int(w), nil)
+}
+
+func (t *traffic) Weights(ctx context.Context) (activities.Weights, error) {
+	var w activities.Weights
+	err := t.c.do(ctx, http.MethodGet, t.path, nil, &w)
+	return w, err
+}
+
+type release struct{ c *client }
+
+func (r *release) State(ctx context.Context) (activities.ReleaseState, error) {
+	var s localenv.State
+	if err := r.c.do(ctx, http.MethodGet, "/api/state", nil, &s); err != nil {
+		return activities.ReleaseState{}, err
+	}
+	return activities.ReleaseState{Stable: s.Stable, Running: s.Running, Artifacts: s.Artifacts}, nil
+}
+
+func (r *release) version(ctx context.Context, version, op string) error {
+	if version == "" {
+		return activities.Permanent(fmt.Errorf("local: %s: version is empty", op))
+	}
+	return r.c.do(ctx, http.MethodPost, "/api/versions/"+url.PathEscape(version)+"/"+op, nil, nil)
+}
+
+func (r *release) Deploy(ctx context.Context, version string) error {
+	return r.version(ctx, version, "deploy")
+}
+
+func (r *release) Promote(ctx context.Context, version string) error {
+	return r.version(ctx, version, "promote")
+}
+
+func (r *release) Stop(ctx context.Context, version string) error {
+	return r.version(ctx, version, "stop")
+}
+
+func (r *release) Prune(ctx context.Context, keep int) ([]string, error) {
+	if keep < 0 {
+		return nil, activities.Permanent(fmt.Errorf("local: prune: keep %d: allowed 0 or more", keep))
+	}
+	var p localenv.PruneResult
+	err := r.c.do(ctx, http.MethodPost, "/api/artifacts/prune?keep="+strconv.Itoa(keep), nil, &p)
+	return p.Removed, err
+}
+
+type signals struct{ c *client }
+
+var metrics = []string{
+	activities.MetricErrorRate, activities.MetricLatencyP99, activities.MetricRequests, activities.MetricUp,
+}
+
+const defaultWindow = 10 * time.Second
+
+func (s *signals) Sample(ctx context.Context, q activities.Query) (activities.Sample, error) {
+	if !slices.Contains(metrics, q.Metric) {
+		return activities.Sample{}, activities.Permanent(fmt.Errorf("local: metric %q: allowed %s", q.Metric, strings.Join(metrics, ", ")))
+	}
+	v := url.Values{"metric": {q.Metric}}
+	for k, val := range q.Scope {
+		if k != "region" && k != "version" {
+			return activities.Sample{}, activities.Permanent(fmt.Errorf("local: scope key %q: allowed region, version", k))
+		}
+		v.Set(k, val)
+	}
+	if q.Expr != "" || len(q.Params) > 0 {
+		return activities.Sample{}, activities.Permanent(errors.New("local: expr and params: not used by the local provider (use metric and scope)"))
+	}
+	w := q.Window
+	if w == 0 {
+		w = defaultWindow
+	}
+	v.Set("window", w.String())
+	var got localenv.SLI
+	if err := s.c.do(ctx, http.MethodGet, "/api/sli?"+v.Encode(), nil, &got); err != nil {
+		return activities.Sample{}, err
+	}
+	return activities.Sample{Value: got.Value, At: got.At, NoData: got.NoData, Detail: got.Detail}, nil
+}
+
+type faults struct{ c *client }
+
+func (f *faults) Inject(ctx context.Context, ft activities.Fault) (string, error) {
+	var r localenv.FaultRecord
+	if err := f.c.do(ctx, http.MethodPost, "/api/faults", localenv.FaultRequest{Kind: ft.Kind, Params: ft.Params}, &r); err != nil {
+		return "", err
+	}
+	return r.ID, nil
+}
+
+// Stop ends the fault by its handle or, without one (a crash between inject
+// and recording the handle), by its kind and params. A fault that is not in
+// effect (ended, or unknown to a restarted environment) is fine.
+func (f *faults) Stop(ctx context.Context, ft activities.Fault, handle string) error {
+	if handle == "" {
+		return f.c.do(ctx, http.MethodPost, "/api/faults/stop", localenv.FaultRequest{Kind: ft.Kind, Params: ft.Params}, nil)
+	}
+	var r localenv.FaultRecord
+	err := f.c.do(ctx, http.MethodDelete, "/api/faults/"+url.PathEscape(handle), nil, &r)
+	if isStatus(err, http.StatusNotFound) {
+		// The environment does not know the handle (it was restarted):
+		// end whatever fault of this kind and params is active, if any.
+		return f.c.do(ctx, http.MethodPost, "/api/faults/stop", localenv.FaultRequest{Kind: ft.Kind, Params: ft.Params}, nil)
+	}
+	return err
+}
+
+type runner struct{ c *client }
+
+func (r *runner) Run(ctx context.Context, a activities.Action) (activities.Output, error) {
+	if len(a.Argv) > 0 {
+		return activities.Output{}, activities.Permanent(fmt.Errorf("local: action %q: argv is not supported (use the exec provider)", a.Name))
+	}
+	var res localenv.ActionResult
+	if err := r.c.do(ctx, http.MethodPost, "/api/actions", localenv.ActionRequest{Name: a.Name, Params: a.Params}, &res); err != nil {
+		return activities.Output{}, err
+	}
+	return activities.Output{Detail: res.Detail}, nil
+}
