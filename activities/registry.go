@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -175,11 +177,16 @@ func permanentIf(err error) error {
 
 // DecodeConfig decodes a provider's settings into out (a pointer to a struct
 // with json tags), rejecting unknown fields so that typos are caught.
+//
+// String values may reference environment variables as ${NAME}: they are
+// expanded here, in the process that builds the client (the worker), so a
+// secret written as ${PROM_TOKEN} in a spec never enters a workflow's
+// history. Only the braced form is expanded, so PromQL's $1 stays as it is.
 func DecodeConfig(cfg map[string]any, out any) error {
 	if cfg == nil {
 		cfg = map[string]any{}
 	}
-	b, err := json.Marshal(cfg)
+	b, err := json.Marshal(expandEnv(cfg))
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -194,6 +201,28 @@ func DecodeConfig(cfg map[string]any, out any) error {
 		return fmt.Errorf("config: %s", msg)
 	}
 	return nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+func expandEnv(v any) any {
+	switch x := v.(type) {
+	case string:
+		return envRef.ReplaceAllStringFunc(x, func(m string) string { return os.Getenv(m[2 : len(m)-1]) })
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = expandEnv(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = expandEnv(e)
+		}
+		return out
+	}
+	return v
 }
 
 // permanentError marks an error that no retry can fix: bad settings, access

@@ -39,6 +39,7 @@ func App() *ucli.App {
 		},
 		Commands: []*ucli.Command{
 			devCommand(), demoCommand(), workerCommand(), deployCommand(), drillCommand(),
+			codecServerCommand(),
 		},
 		ExitErrHandler: func(c *ucli.Context, err error) {
 			if err == nil {
@@ -76,7 +77,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "drillship:", msg)
 		}
 	}
-	if err := app.RunContext(ctx, args); err != nil && code == 0 {
+	if err := app.RunContext(ctx, interspersed(app, args)); err != nil && code == 0 {
 		// urfave reports flag errors without calling the handler.
 		fmt.Fprintln(stderr, "drillship:", err)
 		code = ExitUsage

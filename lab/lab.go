@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -47,9 +48,17 @@ type Options struct {
 	// it dies, even by a crash or a test timeout. `drillship lab up` leaves it
 	// off so that `lab down` can stop them from another process.
 	DieWithParent bool
-	// Versions of the sample service to run; default v1 and v2.
+	// Versions of the sample service to run; default v1 and v2. The first
+	// is the stable one at start.
 	Versions []string
-	Logger   *slog.Logger
+	// LoadRPS sends this many requests per second through the HAProxy
+	// frontend (zero: none), so that canaries get traffic to judge.
+	LoadRPS int
+	// Host records this process in the state file as the lab host (it
+	// holds the sample services): `lab down` from another process asks it
+	// to stop. `drillship lab up` sets it for the process it detaches.
+	Host   bool
+	Logger *slog.Logger
 }
 
 // StateFile is the name of the state file in Dir.
@@ -62,6 +71,12 @@ type State struct {
 	HAProxy    *HAProxyInfo    `json:"haproxy,omitempty"`
 	Prometheus *PrometheusInfo `json:"prometheus,omitempty"`
 	Postgres   *PostgresInfo   `json:"postgres,omitempty"`
+	// ControlURL is the control API of the lab host (release bookkeeping,
+	// service faults); HostPID the host when it is a detached process.
+	ControlURL string `json:"control,omitempty"`
+	HostPID    int    `json:"hostPid,omitempty"`
+	// Ready is set once everything has started.
+	Ready bool `json:"ready"`
 }
 
 // ServiceInfo is one sample-service instance. It runs inside the process
@@ -77,6 +92,9 @@ type Lab struct {
 	services map[string]*Service
 	daemons  []*daemon
 	log      *slog.Logger
+	book     releaseBook
+	control  *http.Server
+	stopLoad func()
 }
 
 // Up starts the lab. On error, whatever started is stopped again.
@@ -108,6 +126,9 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{State: State{Dir: dir}, services: map[string]*Service{}, log: o.Logger}
+	if o.Host {
+		l.HostPID = os.Getpid()
+	}
 	if err := l.up(ctx, o); err != nil {
 		if derr := l.Down(); derr != nil {
 			err = fmt.Errorf("%w (and while stopping: %v)", err, derr)
@@ -151,6 +172,11 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 		svcs = append(svcs, s)
 		l.Services = append(l.Services, ServiceInfo{Version: v, URL: s.URL})
 	}
+	l.book.stable = o.Versions[0]
+	l.book.artifacts = append([]string{}, o.Versions...)
+	if err := l.startControl(); err != nil {
+		return err
+	}
 	// Save after each server so that a crash part-way leaves a state file
 	// that `lab down` can clean up from.
 	if err := l.save(); err != nil {
@@ -162,6 +188,9 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 		l.HAProxy = h
 		if err := errors.Join(err, l.save()); err != nil {
 			return err
+		}
+		if o.LoadRPS > 0 {
+			l.stopLoad = startLoad(h.Frontend+"/", o.LoadRPS)
 		}
 	}
 	if o.Parts&PartPrometheus != 0 {
@@ -179,7 +208,8 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	return nil
+	l.Ready = true
+	return l.save()
 }
 
 func (l *Lab) track(d *daemon) {
@@ -226,6 +256,13 @@ func (s *State) Summary() []string {
 		}
 		out = append(out, fmt.Sprintf("haproxy metrics: http://%s/metrics, stats http://%s/stats", h.Metrics, h.Metrics))
 	}
+	if s.ControlURL != "" {
+		host := "this process"
+		if s.HostPID > 0 {
+			host = fmt.Sprintf("pid %d", s.HostPID)
+		}
+		out = append(out, fmt.Sprintf("control API (lab host %s): %s", host, s.ControlURL))
+	}
 	if p := s.Prometheus; p != nil {
 		out = append(out, fmt.Sprintf("prometheus (pid %d): %s (scrape interval 1s)", p.PID, p.URL))
 	}
@@ -258,6 +295,14 @@ func (l *Lab) KillNode(name string) (time.Time, error) {
 // Down stops everything the lab started and removes its state file. It is
 // safe to call twice.
 func (l *Lab) Down() error {
+	if l.stopLoad != nil {
+		l.stopLoad()
+		l.stopLoad = nil
+	}
+	if l.control != nil {
+		_ = l.control.Close()
+		l.control = nil
+	}
 	err := l.State.down()
 	for _, d := range l.daemons {
 		<-d.done // reap what this process started
@@ -309,10 +354,22 @@ func Load(path string) (*State, error) {
 // Stop stops the lab whose state is in dir, from any process: what
 // `drillship lab down` calls. The sample services end with the process that
 // runs them.
+//
+// A lab with a detached host (`drillship lab up`) is asked to stop with
+// SIGTERM: the host stops its servers itself. If it is gone or does not end
+// in time, the servers are stopped from the state file.
 func Stop(dir string) error {
 	s, err := Load(dir)
 	if err != nil {
 		return err
+	}
+	if pid := s.HostPID; pid > 0 && pid != os.Getpid() && alive(pid) {
+		if err := stopPID(pid, syscall.SIGTERM, 60*time.Second); err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(s.Dir, StateFile)); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
 	}
 	return s.down()
 }

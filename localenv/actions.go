@@ -2,9 +2,9 @@ package localenv
 
 import (
 	"fmt"
-	"strconv"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 )
 

@@ -11,7 +11,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/drillship/drillship/codec"
 )
 
 // Defaults match the temporal CLI and a local dev server.
@@ -29,6 +32,29 @@ type ClientConfig struct {
 	Address, Namespace, APIKey                        string
 	TLS                                               bool
 	TLSCertPath, TLSKeyPath, TLSCAPath, TLSServerName string
+	// CodecKeyFile (or DRILLSHIP_CODEC_KEY) turns on AES-GCM encryption of
+	// every payload; without either, payloads are plain.
+	CodecKeyFile string
+}
+
+// CodecKeyEnv holds the payload key itself (hex or base64 of 32 bytes).
+const CodecKeyEnv = "DRILLSHIP_CODEC_KEY"
+
+// DataConverter returns the encrypting converter when a key is configured,
+// else nil (the SDK default).
+func (c ClientConfig) DataConverter() (converter.DataConverter, error) {
+	key, id, err := codec.LoadKey(c.CodecKeyFile, CodecKeyEnv)
+	if errors.Is(err, codec.ErrNoKey) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	pc, err := codec.New(key, id)
+	if err != nil {
+		return nil, err
+	}
+	return codec.DataConverter(pc), nil
 }
 
 // tlsWanted reports whether the connection must use TLS: asked for, implied
@@ -60,6 +86,14 @@ func (c ClientConfig) Options(logger *slog.Logger) (client.Options, error) {
 	}
 	if c.APIKey != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(c.APIKey)
+	}
+	dc, err := c.DataConverter()
+	if err != nil {
+		return client.Options{}, err
+	}
+	if dc != nil {
+		opts.DataConverter = dc
+		opts.FailureConverter = codec.FailureConverter(dc)
 	}
 	if !c.tlsWanted() {
 		return opts, nil
@@ -143,6 +177,7 @@ const (
 	flagTLSKeyPath    = "tls-key-path"
 	flagTLSCAPath     = "tls-ca-path"
 	flagTLSServerName = "tls-server-name"
+	flagCodecKeyFile  = "codec-key-file"
 )
 
 // ClientFlags are the urfave/cli flags that fill a ClientConfig.
@@ -165,6 +200,8 @@ func ClientFlags() []cli.Flag {
 			Usage: "PEM CA certificates that verify the server (default: system roots)"},
 		&cli.StringFlag{Name: flagTLSServerName, EnvVars: []string{"TEMPORAL_TLS_SERVER_NAME"}, Category: category,
 			Usage: "server name to verify the server certificate against"},
+		&cli.StringFlag{Name: flagCodecKeyFile, EnvVars: []string{"DRILLSHIP_CODEC_KEY_FILE"}, Category: category,
+			Usage: "encrypt every workflow payload with the AES-256 key in this file (or set " + CodecKeyEnv + ")"},
 	}
 }
 
@@ -179,5 +216,6 @@ func ClientConfigFrom(c *cli.Context) ClientConfig {
 		TLSKeyPath:    c.String(flagTLSKeyPath),
 		TLSCAPath:     c.String(flagTLSCAPath),
 		TLSServerName: c.String(flagTLSServerName),
+		CodecKeyFile:  c.String(flagCodecKeyFile),
 	}
 }

@@ -556,8 +556,8 @@ func (d *drill) runStep(ctx workflow.Context, summary string, st drills.Step) (a
 // checks the steady state again. It is idempotent: each step reads before
 // it writes, so running it twice changes nothing the second time.
 func (d *drill) restore(ctx workflow.Context) {
-	if len(d.injected) == 0 && !d.loadChanged && d.rec.Marks != nil && len(d.rec.Marks) == 0 && d.st.Phase == "preflight" {
-		d.rec.Restored = true // nothing was changed
+	if len(d.injected) == 0 && !d.loadChanged {
+		d.rec.Restored = true // nothing was changed: mitigation only follows an injection
 		return
 	}
 	d.phase(ctx, "restoring")

@@ -29,8 +29,8 @@ func drillSpec(mode string) drills.Spec {
 		Mitigation: drills.Mitigation{Mode: mode,
 			Steps: []drills.Step{{Name: "evacuate", Failover: &drills.Failover{Weights: activities.Weights{"east": 0, "west": 100}}}},
 			SLO:   []activities.Check{{Name: "slo", Query: activities.Query{Metric: "error_rate"}, Max: f(0.02)}}},
-		Recovery: drills.Recovery{Checks: []activities.Check{{Name: "recovered", Query: activities.Query{Metric: "error_rate"}, Max: f(0.02)}}},
-		Restore:  []drills.Step{{Name: "failback", Failover: &drills.Failover{Weights: activities.Weights{"east": 50, "west": 50}}}},
+		Recovery:   drills.Recovery{Checks: []activities.Check{{Name: "recovered", Query: activities.Query{Metric: "error_rate"}, Max: f(0.02)}}},
+		Restore:    []drills.Step{{Name: "failback", Failover: &drills.Failover{Weights: activities.Weights{"east": 50, "west": 50}}}},
 		Guardrails: drills.Guardrails{Checks: []activities.Check{{Name: "outage", Query: activities.Query{Metric: "error_rate"}, Max: f(0.9), For: time.Second}}},
 	}
 	if err := s.Validate(nil); err != nil {

@@ -68,6 +68,7 @@ type Traffic struct {
 
 	mu        sync.Mutex
 	endpoints []Endpoint
+	good      int // index of the endpoint that answered last; tried first
 }
 
 var (
@@ -152,13 +153,23 @@ func (t *Traffic) each(ctx context.Context, call func(*route53recoverycluster.Cl
 	if err != nil {
 		return err
 	}
+	t.mu.Lock()
+	first := t.good
+	t.mu.Unlock()
 	var errs []error
-	for _, e := range eps {
+	for i := range eps {
+		n := (first + i) % len(eps)
+		e := eps[n]
 		c := route53recoverycluster.NewFromConfig(cfg, func(o *route53recoverycluster.Options) {
 			o.Region, o.BaseEndpoint = e.Region, aws.String(e.Endpoint)
 		})
 		err := call(c)
 		if err == nil || activities.IsPermanent(err) || ctx.Err() != nil {
+			if err == nil {
+				t.mu.Lock()
+				t.good = n
+				t.mu.Unlock()
+			}
 			return err
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", e.Region, err))
@@ -270,12 +281,9 @@ func Permissions(capability string, cfg map[string]any) ([]activities.Permission
 		controls = append(controls, arn)
 	}
 	sort.Strings(controls)
-	update := append(append([]string(nil), controls...), t.cfg.SafetyRulesToOverride...)
-	sort.Strings(update)
 	ps := []activities.Permission{
 		{Actions: []string{"route53-recovery-cluster:GetRoutingControlState"}, Resources: controls},
-		// Overriding a safety rule is authorized against the rule too.
-		{Actions: []string{"route53-recovery-cluster:UpdateRoutingControlStates"}, Resources: update},
+		{Actions: []string{"route53-recovery-cluster:UpdateRoutingControlStates"}, Resources: controls},
 	}
 	if len(t.cfg.ClusterEndpoints) == 0 {
 		ps = append(ps, activities.Permission{Actions: []string{"route53-recovery-control-config:DescribeCluster"}, Resources: []string{t.cfg.ClusterARN}})

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -54,6 +55,10 @@ func Provider() activities.Provider {
 		Permissions: Permissions,
 	}
 }
+
+// maxRevisions bounds how many of the newest revisions State and Deploy
+// describe one by one.
+const maxRevisions = 50
 
 // Release drives the main and canary services.
 type Release struct {
@@ -242,7 +247,10 @@ func (r *Release) revisionFor(ctx context.Context, c *ecs.Client, version string
 	if err != nil {
 		return "", err
 	}
-	for _, arn := range arns {
+	for i, arn := range arns {
+		if i == maxRevisions {
+			break
+		}
 		td, err := r.taskDef(ctx, c, arn)
 		if err != nil {
 			return "", err
@@ -406,6 +414,19 @@ func (r *Release) State(ctx context.Context) (activities.ReleaseState, error) {
 	}
 	versions := map[string]string{}
 	st := activities.ReleaseState{Running: []string{}, Artifacts: []string{}}
+	// Each revision costs a DescribeTaskDefinition: look at the newest only.
+	if len(arns) > maxRevisions {
+		arns = arns[len(arns)-maxRevisions:]
+	}
+	for _, s := range []types.Service{main, canary} {
+		if _, ok := versions[aws.ToString(s.TaskDefinition)]; !ok && !slices.Contains(arns, aws.ToString(s.TaskDefinition)) {
+			td, err := r.taskDef(ctx, c, aws.ToString(s.TaskDefinition))
+			if err != nil {
+				return activities.ReleaseState{}, err
+			}
+			versions[aws.ToString(s.TaskDefinition)] = r.version(td.TaskDefinition)
+		}
+	}
 	for _, arn := range arns {
 		td, err := r.taskDef(ctx, c, arn)
 		if err != nil {

@@ -487,16 +487,15 @@ func Permissions(capability string, cfg map[string]any) ([]activities.Permission
 	if !strings.HasPrefix(fn, "arn:") {
 		fn = c.conn.ARN("lambda", "function:"+fn)
 	}
+	// Alias actions authorize against the unqualified function ARN.
 	switch capability {
 	case activities.CapTraffic:
 		return []activities.Permission{
-			{Actions: []string{"lambda:GetAlias", "lambda:UpdateAlias"}, Resources: []string{fn + ":" + c.cfg.Alias}},
-			{Actions: []string{"lambda:ListVersionsByFunction"}, Resources: []string{fn}},
+			{Actions: []string{"lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:UpdateAlias"}, Resources: []string{fn}},
 		}, nil
 	case activities.CapRelease:
 		return []activities.Permission{
-			{Actions: []string{"lambda:GetAlias", "lambda:UpdateAlias"}, Resources: []string{fn + ":" + c.cfg.Alias}},
-			{Actions: []string{"lambda:ListVersionsByFunction", "lambda:PublishVersion"}, Resources: []string{fn}},
+			{Actions: []string{"lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:PublishVersion", "lambda:UpdateAlias"}, Resources: []string{fn}},
 			// Versions are deleted by qualified ARN.
 			{Actions: []string{"lambda:DeleteFunction"}, Resources: []string{fn + ":*"}},
 		}, nil

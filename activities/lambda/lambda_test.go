@@ -163,8 +163,7 @@ func TestPermissions(t *testing.T) {
 	}
 	fn := "arn:aws:lambda:eu-west-1:123456789012:function:checkout"
 	want := []activities.Permission{
-		{Actions: []string{"lambda:GetAlias", "lambda:UpdateAlias"}, Resources: []string{fn + ":live"}},
-		{Actions: []string{"lambda:ListVersionsByFunction", "lambda:PublishVersion"}, Resources: []string{fn}},
+		{Actions: []string{"lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:PublishVersion", "lambda:UpdateAlias"}, Resources: []string{fn}},
 		{Actions: []string{"lambda:DeleteFunction"}, Resources: []string{fn + ":*"}},
 	}
 	if !reflect.DeepEqual(ps, want) {

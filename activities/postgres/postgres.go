@@ -27,8 +27,11 @@ const Name = "postgres"
 //	nodes:                       # node name -> libpq/pgx DSN (a superuser: pg_promote, ALTER SYSTEM)
 //	  pg1: postgres://postgres@db1:5432/postgres
 //	  pg2: postgres://postgres@db2:5432/postgres
-//	lab: /path/to/lab-state.json # optional: the drillship lab that runs the nodes;
-//	                             # Rebuild needs it, Fence uses it to stop an unreachable node
+//	lab: default                 # optional: the drillship lab that runs the nodes: "default"
+//	                             # ($DRILLSHIP_LAB_DIR, else ~/.drillship/lab) or the absolute
+//	                             # path of a lab directory or state file, read when a call runs.
+//	                             # Without nodes, the nodes are the lab's. Rebuild and the
+//	                             # kill_node fault need it; Fence uses it to stop an unreachable node.
 //	timeout: 5s                  # per connection and query, default 5s
 type Config struct {
 	Nodes   map[string]string `json:"nodes"`
@@ -49,6 +52,8 @@ func Provider() activities.Provider {
 	return activities.Provider{
 		Name:     Name,
 		Database: func(cfg map[string]any) (activities.Database, error) { return New(cfg, nil) },
+		Signals:  func(cfg map[string]any) (activities.Signals, error) { return New(cfg, nil) },
+		Faults:   func(cfg map[string]any) (activities.Faults, error) { return New(cfg, nil) },
 	}
 }
 
@@ -66,8 +71,13 @@ func New(cfg map[string]any, logger *slog.Logger) (*Client, error) {
 	if err := activities.DecodeConfig(cfg, &c); err != nil {
 		return nil, err
 	}
-	if len(c.Nodes) < 2 {
-		return nil, errors.New("config: nodes needs at least two entries (node name -> DSN): a primary and a replica")
+	if c.Lab != "" {
+		if err := lab.CheckRef(c.Lab); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	if len(c.Nodes) < 2 && (c.Lab == "" || len(c.Nodes) != 0) {
+		return nil, errors.New("config: nodes needs at least two entries (node name -> DSN): a primary and a replica (or leave nodes out and set lab to use the lab's)")
 	}
 	for name, dsn := range c.Nodes {
 		if _, err := pgx.ParseConfig(dsn); err != nil {
@@ -86,6 +96,43 @@ func New(cfg map[string]any, logger *slog.Logger) (*Client, error) {
 		logger = slog.Default()
 	}
 	return &Client{nodes: c.Nodes, lab: c.Lab, timeout: timeout, log: logger}, nil
+}
+
+// bind returns the client with its nodes: the configured ones, else the
+// lab's, read now (the worker's view of the lab, not the CLI's).
+func (c *Client) bind() (*Client, error) {
+	if len(c.nodes) > 0 {
+		return c, nil
+	}
+	st, err := c.labState()
+	if err != nil {
+		return nil, err
+	}
+	cc := *c
+	cc.nodes = map[string]string{}
+	for _, n := range st.Postgres.Nodes {
+		cc.nodes[n.Name] = n.DSN
+	}
+	return &cc, nil
+}
+
+// labState reads the lab's state; a lab that is not there or runs no
+// PostgreSQL is permanent: no retry starts one.
+func (c *Client) labState() (*lab.State, error) {
+	if c.lab == "" {
+		return nil, activities.Permanent(errors.New("postgres: needs the lab setting (the drillship lab running the nodes)"))
+	}
+	st, err := lab.Resolve(c.lab)
+	if errors.Is(err, lab.ErrNoLab) {
+		return nil, activities.Permanent(fmt.Errorf("postgres: %w", err))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if st.Postgres == nil {
+		return nil, activities.Permanent(fmt.Errorf("postgres: the lab in %s runs no postgres", st.Dir))
+	}
+	return st, nil
 }
 
 func (c *Client) names() []string {
@@ -203,6 +250,10 @@ func (c *Client) inspectAll(ctx context.Context) map[string]nodeState {
 // it has received and not replayed. A primary is Streaming when at least
 // one standby streams from it.
 func (c *Client) Status(ctx context.Context) ([]activities.DBNode, error) {
+	c, err := c.bind()
+	if err != nil {
+		return nil, err
+	}
 	states := c.inspectAll(ctx)
 	var primaries []nodeState
 	for _, n := range c.names() {
@@ -247,6 +298,10 @@ func (c *Client) Status(ctx context.Context) ([]activities.DBNode, error) {
 // until node takes a write. On a node that is already primary it only lifts
 // a fence, so promoting twice is harmless.
 func (c *Client) Promote(ctx context.Context, node string) error {
+	c, err := c.bind()
+	if err != nil {
+		return err
+	}
 	if _, err := c.dsn(node); err != nil {
 		return err
 	}
@@ -346,6 +401,10 @@ func unfence(ctx context.Context, conn *pgx.Conn) error {
 // Fence fails (retryably): a node that is only cut off from drillship may
 // still take writes from clients that do reach it.
 func (c *Client) Fence(ctx context.Context, node string) error {
+	c, err := c.bind()
+	if err != nil {
+		return err
+	}
 	if _, err := c.dsn(node); err != nil {
 		return err
 	}
@@ -356,12 +415,9 @@ func (c *Client) Fence(ctx context.Context, node string) error {
 		if c.lab == "" {
 			return fmt.Errorf("postgres: fence %s: cannot reach it to fence it (set lab to let drillship stop it, or stop it out of band): %w", node, err)
 		}
-		st, lerr := lab.Load(c.lab)
+		st, lerr := c.labState()
 		if lerr != nil {
 			return fmt.Errorf("postgres: fence %s: %w", node, lerr)
-		}
-		if st.Postgres == nil {
-			return activities.Permanent(fmt.Errorf("postgres: fence %s: lab %s runs no postgres", node, c.lab))
 		}
 		if err := st.Postgres.Stop(node); err != nil {
 			return fmt.Errorf("postgres: fence %s: %w", node, err)
@@ -409,6 +465,10 @@ func (c *Client) Fence(ctx context.Context, node string) error {
 // runs the servers can do. A node that already streams from the primary is
 // left alone.
 func (c *Client) Rebuild(ctx context.Context, node string) error {
+	c, err := c.bind()
+	if err != nil {
+		return err
+	}
 	if _, err := c.dsn(node); err != nil {
 		return err
 	}
@@ -432,12 +492,9 @@ func (c *Client) Rebuild(ctx context.Context, node string) error {
 		c.log.Info("postgres: already streaming from the primary", "node", node, "primary", primary)
 		return nil
 	}
-	st, err := lab.Load(c.lab)
+	st, err := c.labState()
 	if err != nil {
 		return fmt.Errorf("postgres: rebuild %s: %w", node, err)
-	}
-	if st.Postgres == nil {
-		return activities.Permanent(fmt.Errorf("postgres: rebuild %s: lab %s runs no postgres", node, c.lab))
 	}
 	if err := st.Postgres.Rebuild(ctx, node, primary); err != nil {
 		return fmt.Errorf("postgres: rebuild %s from %s: %w", node, primary, err)

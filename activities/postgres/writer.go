@@ -32,6 +32,7 @@ type Writer struct {
 	failing     bool
 	failedAt    time.Time
 	recoveredAt time.Time
+	firstAckAt  time.Time
 	cancel      context.CancelFunc
 	done        chan struct{}
 	conn        *pgx.Conn // only the write loop touches it
@@ -56,7 +57,13 @@ type WriterStats struct {
 	// RecoveredAt the first success after it (zero while still failing).
 	FailedAt    time.Time
 	RecoveredAt time.Time
+	// FirstAckAt is when the first write was acknowledged.
+	FirstAckAt time.Time
 }
+
+// AppName is the application_name of the writer's sessions, so that
+// pg_stat_activity shows them.
+const AppName = "drillship-workload"
 
 var tableName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
@@ -190,6 +197,9 @@ func (w *Writer) write(ctx context.Context) {
 		return
 	}
 	w.acked = append(w.acked, seq)
+	if w.firstAckAt.IsZero() {
+		w.firstAckAt = now
+	}
 	if w.failing {
 		w.failing, w.recoveredAt = false, now
 		w.log.Info("postgres writer: writes back", "seq", seq, "after", now.Sub(w.failedAt))
@@ -204,7 +214,12 @@ func (w *Writer) insert(ctx context.Context, dsn string, seq int64) error {
 		w.conn = nil
 	}
 	if w.conn == nil {
-		conn, err := pgx.Connect(ctx, dsn)
+		cfg, err := pgx.ParseConfig(dsn)
+		if err != nil {
+			return err
+		}
+		cfg.RuntimeParams["application_name"] = AppName
+		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -223,7 +238,7 @@ func (w *Writer) insert(ctx context.Context, dsn string, seq int64) error {
 func (w *Writer) Stats() WriterStats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	s := WriterStats{Acked: len(w.acked), Failures: w.failures, FailedAt: w.failedAt, RecoveredAt: w.recoveredAt}
+	s := WriterStats{Acked: len(w.acked), Failures: w.failures, FailedAt: w.failedAt, RecoveredAt: w.recoveredAt, FirstAckAt: w.firstAckAt}
 	if len(w.acked) > 0 {
 		s.Highest = w.acked[len(w.acked)-1]
 	}

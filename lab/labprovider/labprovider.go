@@ -1,0 +1,339 @@
+// Package labprovider is the "lab" provider: the drillship lab (`drillship
+// lab up`) as deploy and drill targets, with no addresses in the spec. It
+// reads the lab's state file when a call runs, in the worker's process, and
+// hands the work to the self-hosted providers pointed at it:
+//
+//   - traffic: the lab's HAProxy backend (the haproxy provider)
+//   - release: the lab's sample-service versions (deploy = serve, stop =
+//     fail health checks and requests, promote/prune = the lab's bookkeeping)
+//   - signals: the lab's Prometheus (the prometheus provider), with the
+//     scope's values put into the PromQL, and HAProxy's health checks for up
+//   - faults: error_rate and service_down on a version
+//
+// Database faults (kill_node) and checks belong to the postgres provider,
+// which takes the same lab setting.
+package labprovider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/activities/haproxy"
+	"github.com/drillship/drillship/activities/prometheus"
+	"github.com/drillship/drillship/lab"
+)
+
+// Name is the provider name in specs.
+const Name = "lab"
+
+// Config is the provider's settings.
+//
+//	lab: default   # "default" ($DRILLSHIP_LAB_DIR, else ~/.drillship/lab; the
+//	               # default when left out) or the absolute path of a lab
+//	               # directory or state file
+type Config struct {
+	Lab string `json:"lab,omitempty"`
+}
+
+// Provider returns the lab provider for the registry.
+func Provider() activities.Provider {
+	return activities.Provider{
+		Name:    Name,
+		Traffic: func(cfg map[string]any) (activities.Traffic, error) { return New(cfg, nil) },
+		Release: func(cfg map[string]any) (activities.Release, error) { return New(cfg, nil) },
+		Signals: func(cfg map[string]any) (activities.Signals, error) { return New(cfg, nil) },
+		Faults:  func(cfg map[string]any) (activities.Faults, error) { return New(cfg, nil) },
+	}
+}
+
+// Client reaches one lab.
+type Client struct {
+	ref string
+	log *slog.Logger
+}
+
+// New validates the settings; it does no I/O.
+func New(cfg map[string]any, logger *slog.Logger) (*Client, error) {
+	var c Config
+	if err := activities.DecodeConfig(cfg, &c); err != nil {
+		return nil, err
+	}
+	if c.Lab == "" {
+		c.Lab = lab.DefaultRef
+	}
+	if err := lab.CheckRef(c.Lab); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Client{ref: c.Lab, log: logger}, nil
+}
+
+// state reads the lab now. No lab is permanent: retrying does not start one.
+func (c *Client) state() (*lab.State, error) {
+	st, err := lab.Resolve(c.ref)
+	if errors.Is(err, lab.ErrNoLab) {
+		return nil, activities.Permanent(err)
+	}
+	return st, err
+}
+
+func (c *Client) haproxy() (*haproxy.Client, error) {
+	st, err := c.state()
+	if err != nil {
+		return nil, err
+	}
+	set, ok := st.Settings()["haproxy"]
+	if !ok {
+		return nil, activities.Permanent(fmt.Errorf("lab: the lab in %s runs no haproxy", st.Dir))
+	}
+	return haproxy.New(set)
+}
+
+func (c *Client) control() (*lab.ControlClient, error) {
+	st, err := c.state()
+	if err != nil {
+		return nil, err
+	}
+	cc, err := st.Control()
+	if err != nil {
+		return nil, activities.Permanent(err)
+	}
+	return cc, nil
+}
+
+// SetWeights sets the weights of the lab's HAProxy servers (by version).
+func (c *Client) SetWeights(ctx context.Context, w activities.Weights) error {
+	h, err := c.haproxy()
+	if err != nil {
+		return err
+	}
+	return h.SetWeights(ctx, w)
+}
+
+// Weights reads the weights back from HAProxy.
+func (c *Client) Weights(ctx context.Context) (activities.Weights, error) {
+	h, err := c.haproxy()
+	if err != nil {
+		return nil, err
+	}
+	return h.Weights(ctx)
+}
+
+// State reads the lab's release bookkeeping.
+func (c *Client) State(ctx context.Context) (activities.ReleaseState, error) {
+	cc, err := c.control()
+	if err != nil {
+		return activities.ReleaseState{}, err
+	}
+	r, err := cc.Release(ctx)
+	if err != nil {
+		return activities.ReleaseState{}, err
+	}
+	return activities.ReleaseState{Stable: r.Stable, Running: r.Running, Artifacts: r.Artifacts}, nil
+}
+
+func (c *Client) releaseOp(ctx context.Context, op, version string) error {
+	cc, err := c.control()
+	if err != nil {
+		return err
+	}
+	err = cc.ReleaseOp(ctx, op, version)
+	if errors.Is(err, lab.ErrUnknownVersion) {
+		return activities.Permanent(err)
+	}
+	return err
+}
+
+// Deploy makes version serve (health checks pass, requests answered).
+func (c *Client) Deploy(ctx context.Context, version string) error {
+	return c.releaseOp(ctx, "deploy", version)
+}
+
+// Promote records version as stable.
+func (c *Client) Promote(ctx context.Context, version string) error {
+	return c.releaseOp(ctx, "promote", version)
+}
+
+// Stop makes version fail its health checks and requests.
+func (c *Client) Stop(ctx context.Context, version string) error {
+	return c.releaseOp(ctx, "stop", version)
+}
+
+// Prune forgets artifacts beyond the newest keep, never the stable one.
+func (c *Client) Prune(ctx context.Context, keep int) ([]string, error) {
+	cc, err := c.control()
+	if err != nil {
+		return nil, err
+	}
+	return cc.Prune(ctx, keep)
+}
+
+// Fault kinds.
+const (
+	FaultErrorRate   = "error_rate"   // params: version, rate (0..1)
+	FaultServiceDown = "service_down" // params: version
+)
+
+// Inject breaks a version of the sample service; the handle is the version.
+func (c *Client) Inject(ctx context.Context, f activities.Fault) (string, error) {
+	ch, err := change(f, false)
+	if err != nil {
+		return "", err
+	}
+	return ch.Version, c.changeService(ctx, ch)
+}
+
+// StopFault is Stop of the Faults capability; see faults.
+func (c *Client) changeService(ctx context.Context, ch lab.ServiceChange) error {
+	cc, err := c.control()
+	if err != nil {
+		return err
+	}
+	err = cc.ChangeService(ctx, ch)
+	if errors.Is(err, lab.ErrUnknownVersion) {
+		return activities.Permanent(err)
+	}
+	return err
+}
+
+func change(f activities.Fault, undo bool) (lab.ServiceChange, error) {
+	ch := lab.ServiceChange{Version: f.Params["version"]}
+	if ch.Version == "" {
+		return ch, activities.Permanent(fmt.Errorf("lab: fault %s: params.version is required", f.Kind))
+	}
+	switch f.Kind {
+	case FaultErrorRate:
+		rate := 0.0
+		if !undo {
+			r, err := strconv.ParseFloat(f.Params["rate"], 64)
+			if err != nil || r < 0 || r > 1 {
+				return ch, activities.Permanent(fmt.Errorf("lab: fault %s: params.rate %q: want 0..1", f.Kind, f.Params["rate"]))
+			}
+			rate = r
+		}
+		ch.ErrorRate = &rate
+	case FaultServiceDown:
+		down := !undo
+		ch.Down = &down
+	default:
+		return ch, activities.Permanent(fmt.Errorf("lab: fault kind %q: allowed are %s, %s (kill_node is the postgres provider's)", f.Kind, FaultErrorRate, FaultServiceDown))
+	}
+	return ch, nil
+}
+
+// faults adapts the Faults capability: its Stop would clash with Release's.
+type faults struct{ c *Client }
+
+func (f faults) Inject(ctx context.Context, flt activities.Fault) (string, error) {
+	return f.c.Inject(ctx, flt)
+}
+
+// Stop undoes the fault: error rate back to 0, the version serving again.
+func (f faults) Stop(ctx context.Context, flt activities.Fault, _ string) error {
+	ch, err := change(flt, true)
+	if err != nil {
+		return err
+	}
+	return f.c.changeService(ctx, ch)
+}
+
+// Faults returns the Faults capability of c.
+func (c *Client) Faults() activities.Faults { return faults{c} }
+
+var labelValue = regexp.MustCompile(`^[A-Za-z0-9._+:-]{1,128}$`)
+
+// PromQL for the portable metrics over the sample service's series;
+// {{version}} and {{window}} are filled in from the query.
+var portable = map[string]string{
+	activities.MetricErrorRate: `sum(rate(` + lab.MetricRequests + `{version="{{version}}",code=~"5.."}[{{window}}])) / sum(rate(` + lab.MetricRequests + `{version="{{version}}"}[{{window}}]))`,
+	activities.MetricRequests:  `sum(rate(` + lab.MetricRequests + `{version="{{version}}"}[{{window}}]))`,
+	activities.MetricLatencyP99: `histogram_quantile(0.99, sum by (le) (rate(` + lab.MetricDuration +
+		`_bucket{version="{{version}}"}[{{window}}])))`,
+}
+
+// Expr fills a PromQL template: every {{key}} becomes the scope's value
+// (which must be a plain label value) and {{window}} the query's window in
+// seconds (default 10s).
+func Expr(tmpl string, q activities.Query) (string, error) {
+	w := q.Window
+	if w <= 0 {
+		w = 10 * time.Second
+	}
+	out := strings.ReplaceAll(tmpl, "{{window}}", strconv.FormatInt(int64(w.Round(time.Second)/time.Second), 10)+"s")
+	for k, v := range q.Scope {
+		if !labelValue.MatchString(v) {
+			return "", fmt.Errorf("scope.%s %q: want a label value (letters, digits, . _ + : -)", k, v)
+		}
+		out = strings.ReplaceAll(out, "{{"+k+"}}", v)
+	}
+	if i := strings.Index(out, "{{"); i >= 0 {
+		end := strings.Index(out[i:], "}}")
+		if end < 0 {
+			end = len(out) - i - 2
+		}
+		return "", fmt.Errorf("expr: %s has no value in the scope (have: %s)", out[i:i+end+2], scopeKeys(q.Scope))
+	}
+	return out, nil
+}
+
+func scopeKeys(m map[string]string) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	if len(ks) == 0 {
+		return "none"
+	}
+	return strings.Join(ks, ", ")
+}
+
+// Sample answers from the lab's Prometheus: Expr is PromQL with {{...}}
+// placeholders; without Expr, error_rate, request_rate and latency_p99 of
+// the scope's version. Metric up of a version is HAProxy's health check.
+func (c *Client) Sample(ctx context.Context, q activities.Query) (activities.Sample, error) {
+	if q.Expr == "" && q.Metric == activities.MetricUp {
+		h, err := c.haproxy()
+		if err != nil {
+			return activities.Sample{}, err
+		}
+		return h.Sample(ctx, q)
+	}
+	tmpl := q.Expr
+	if tmpl == "" {
+		tmpl = portable[q.Metric]
+		if tmpl == "" {
+			return activities.Sample{}, activities.Permanent(fmt.Errorf("lab: metric %q needs expr (PromQL); without it allowed are error_rate, request_rate, latency_p99, up", q.Metric))
+		}
+		if q.Scope["version"] == "" {
+			return activities.Sample{}, activities.Permanent(fmt.Errorf("lab: metric %s needs scope version", q.Metric))
+		}
+	}
+	expr, err := Expr(tmpl, q)
+	if err != nil {
+		return activities.Sample{}, activities.Permanent(fmt.Errorf("lab: %w", err))
+	}
+	st, err := c.state()
+	if err != nil {
+		return activities.Sample{}, err
+	}
+	set, ok := st.Settings()["prometheus"]
+	if !ok {
+		return activities.Sample{}, activities.Permanent(fmt.Errorf("lab: the lab in %s runs no prometheus", st.Dir))
+	}
+	p, err := prometheus.New(set, c.log)
+	if err != nil {
+		return activities.Sample{}, err
+	}
+	pq := q
+	pq.Expr, pq.Scope = expr, nil
+	return p.Sample(ctx, pq)
+}
