@@ -54,6 +54,14 @@ func wrap(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
+// stopped is what a watch returns when the workflow cancels it (a hold
+// ended, a phase finished): expected, so marked benign to keep it out of
+// error logs.
+func stopped(ctx context.Context) error {
+	return temporal.NewApplicationErrorWithOptions("watch stopped: "+context.Cause(ctx).Error(), "Stopped",
+		temporal.ApplicationErrorOptions{NonRetryable: true, Category: temporal.ApplicationErrorCategoryBenign, Cause: ctx.Err()})
+}
+
 // WeightsInput sets weights on a traffic target.
 type WeightsInput struct {
 	Target  Target  `json:"target"`

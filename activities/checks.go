@@ -180,7 +180,7 @@ func (a *Activities) WaitFor(ctx context.Context, in WaitInput) (WaitResult, err
 		}
 		select {
 		case <-ctx.Done():
-			return WaitResult{Samples: p.Samples, Results: last}, ctx.Err()
+			return WaitResult{Samples: p.Samples, Results: last}, stopped(ctx)
 		case <-tick.C:
 		}
 	}
@@ -262,7 +262,7 @@ func (a *Activities) Guard(ctx context.Context, in WaitInput) (GuardResult, erro
 		activity.RecordHeartbeat(ctx, len(since))
 		select {
 		case <-ctx.Done():
-			return GuardResult{}, ctx.Err()
+			return GuardResult{}, stopped(ctx)
 		case <-tick.C:
 		}
 	}

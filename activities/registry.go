@@ -246,3 +246,10 @@ func IsPermanent(err error) bool {
 	var p permanentError
 	return errors.As(err, &p)
 }
+
+// Provider returns the provider registered under name (iam-policy reads
+// their Permissions).
+func (r *Registry) Provider(name string) (Provider, bool) {
+	p, ok := r.providers[name]
+	return p, ok
+}

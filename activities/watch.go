@@ -82,7 +82,7 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 		}
 		select {
 		case <-ctx.Done():
-			return p.Result, ctx.Err()
+			return p.Result, stopped(ctx)
 		case <-tick.C:
 		}
 		v, err := a.judge(ctx, sig, in, metrics)

@@ -39,7 +39,9 @@ func App() *ucli.App {
 		},
 		Commands: []*ucli.Command{
 			devCommand(), demoCommand(), workerCommand(), deployCommand(), drillCommand(),
+			labCommand(),
 			codecServerCommand(),
+			benchCommand(),
 		},
 		ExitErrHandler: func(c *ucli.Context, err error) {
 			if err == nil {

@@ -180,8 +180,14 @@ func progressWriter(c *ucli.Context, asJSON bool) io.Writer {
 
 // WaitDeploy waits for a deploy to end, printing its progress to w.
 func WaitDeploy(ctx context.Context, cl client.Client, run client.WorkflowRun, w io.Writer) (workflows.DeployResult, error) {
+	return waitFor[workflows.DeployResult](ctx, cl, run, w, func(st workflows.DeployState) string { return progressLine(st) })
+}
+
+// waitFor waits for a workflow's result, printing a line from its state
+// query to w whenever the line changes.
+func waitFor[R, S any](ctx context.Context, cl client.Client, run client.WorkflowRun, w io.Writer, line func(S) string) (R, error) {
 	done := make(chan error, 1)
-	var res workflows.DeployResult
+	var res R
 	go func() { done <- run.Get(ctx, &res) }()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -190,18 +196,18 @@ func WaitDeploy(ctx context.Context, cl client.Client, run client.WorkflowRun, w
 		select {
 		case err := <-done:
 			if err != nil {
-				return res, fmt.Errorf("deploy %s: %w", run.GetID(), err)
+				return res, fmt.Errorf("%s: %w", run.GetID(), err)
 			}
 			return res, nil
 		case <-tick.C:
-			st, err := queryDeploy(ctx, cl, run.GetID())
-			if err != nil {
+			var st S
+			v, err := cl.QueryWorkflow(ctx, run.GetID(), "", workflows.QueryState)
+			if err != nil || v.Get(&st) != nil {
 				continue
 			}
-			line := progressLine(st)
-			if line != last {
-				fmt.Fprintln(w, line)
-				last = line
+			if l := line(st); l != last {
+				fmt.Fprintln(w, l)
+				last = l
 			}
 		}
 	}
@@ -372,9 +378,22 @@ func listWorkflows(ctx context.Context, cl client.Client, query string) ([]*list
 }
 
 func deployList() *ucli.Command {
+	return listCommand("deploy", &ucli.StringFlag{Name: "service", Usage: "only this service"}, func(c *ucli.Context) string {
+		if s := c.String("service"); s != "" {
+			return fmt.Sprintf(" AND Service = '%s'", strings.ReplaceAll(s, "'", ""))
+		}
+		return ""
+	})
+}
+
+// listCommand lists the workflows of a kind through visibility.
+func listCommand(kind string, filter ucli.Flag, extra func(*ucli.Context) string) *ucli.Command {
+	flags := []ucli.Flag{outputFlag}
+	if filter != nil {
+		flags = append(flags, filter)
+	}
 	return &ucli.Command{
-		Name: "list", Usage: "list deploys Temporal knows", Flags: withClientFlags(outputFlag,
-			&ucli.StringFlag{Name: "service", Usage: "only this service"}),
+		Name: "list", Usage: "list " + kind + "s Temporal knows", Flags: withClientFlags(flags...),
 		Action: func(c *ucli.Context) error {
 			asJSON, err := jsonOut(c)
 			if err != nil {
@@ -385,13 +404,13 @@ func deployList() *ucli.Command {
 				return err
 			}
 			defer cl.Close()
-			q := "DrillshipKind = 'deploy'"
-			if s := c.String("service"); s != "" {
-				q += fmt.Sprintf(" AND Service = '%s'", strings.ReplaceAll(s, "'", ""))
+			q := fmt.Sprintf("DrillshipKind = '%s'", kind)
+			if extra != nil {
+				q += extra(c)
 			}
 			rows, err := listWorkflows(c.Context, cl, q)
 			if err != nil {
-				return fmt.Errorf("list deploys: %w", err)
+				return fmt.Errorf("list %ss: %w", kind, err)
 			}
 			if asJSON {
 				return printJSON(c.App.Writer, rows)

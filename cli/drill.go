@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -168,32 +167,7 @@ func StartDrill(ctx context.Context, cl client.Client, in workflows.DrillInput) 
 
 // WaitDrill waits for a drill to end, printing its progress to w.
 func WaitDrill(ctx context.Context, cl client.Client, run client.WorkflowRun, w io.Writer) (ledger.Record, error) {
-	done := make(chan error, 1)
-	var rec ledger.Record
-	go func() { done <- run.Get(ctx, &rec) }()
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	last := ""
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				return rec, fmt.Errorf("drill %s: %w", run.GetID(), err)
-			}
-			return rec, nil
-		case <-tick.C:
-			var st workflows.DrillState
-			v, err := cl.QueryWorkflow(ctx, run.GetID(), "", workflows.QueryState)
-			if err != nil || v.Get(&st) != nil {
-				continue
-			}
-			line := drillLine(st)
-			if line != last {
-				fmt.Fprintln(w, line)
-				last = line
-			}
-		}
-	}
+	return waitFor[ledger.Record](ctx, cl, run, w, drillLine)
 }
 
 func drillLine(st workflows.DrillState) string {
@@ -265,35 +239,7 @@ func printDrill(w io.Writer, r ledger.Record) {
 	}
 }
 
-func drillList() *ucli.Command {
-	return &ucli.Command{
-		Name: "list", Usage: "list drills Temporal knows", Flags: withClientFlags(outputFlag),
-		Action: func(c *ucli.Context) error {
-			asJSON, err := jsonOut(c)
-			if err != nil {
-				return err
-			}
-			cl, err := dial(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			rows, err := listWorkflows(c.Context, cl, "DrillshipKind = 'drill'")
-			if err != nil {
-				return fmt.Errorf("list drills: %w", err)
-			}
-			if asJSON {
-				return printJSON(c.App.Writer, rows)
-			}
-			tw := tabwriter.NewWriter(c.App.Writer, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATUS\tOUTCOME\tPHASE\tSTARTED")
-			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.Attrs["Outcome"], r.Attrs["Phase"], r.Start.Local().Format(time.DateTime))
-			}
-			return tw.Flush()
-		},
-	}
-}
+func drillList() *ucli.Command { return listCommand("drill", nil, nil) }
 
 func drillReport() *ucli.Command {
 	return &ucli.Command{

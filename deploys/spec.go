@@ -5,11 +5,7 @@ package deploys
 import (
 	"embed"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"regexp"
-	"strings"
 
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/analysis"
@@ -108,7 +104,7 @@ func Parse(file string, data []byte, reg Checker) (*Spec, error) {
 // Load reads a spec from a path; a bare name ("web-canary") is looked up
 // among the shipped specs.
 func Load(path string, reg Checker) (*Spec, error) {
-	data, name, err := read(path)
+	data, name, err := shelf.Read(path)
 	if err != nil {
 		return nil, err
 	}
@@ -116,31 +112,12 @@ func Load(path string, reg Checker) (*Spec, error) {
 }
 
 //go:embed *.yaml
-var shipped embed.FS
+var files embed.FS
+
+var shelf = specfile.Shelf{FS: files, Dir: "deploys", Kind: "deploy spec"}
 
 // Shipped lists the names of the specs built into the binary.
-func Shipped() []string {
-	ents, _ := fs.ReadDir(shipped, ".")
-	var out []string
-	for _, e := range ents {
-		out = append(out, strings.TrimSuffix(e.Name(), ".yaml"))
-	}
-	return out
-}
-
-func read(path string) ([]byte, string, error) {
-	data, err := os.ReadFile(path)
-	if err == nil {
-		return data, path, nil
-	}
-	if !strings.ContainsAny(path, "/\\") {
-		name := strings.TrimSuffix(path, ".yaml") + ".yaml"
-		if b, err2 := shipped.ReadFile(name); err2 == nil {
-			return b, filepath.Join("deploys", name), nil
-		}
-	}
-	return nil, path, fmt.Errorf("%s: cannot read deploy spec: %w (shipped specs: %s)", path, err, strings.Join(Shipped(), ", "))
-}
+func Shipped() []string { return shelf.Names() }
 
 func (s *Spec) applyDefaults() {
 	if s.OnFailure == "" {

@@ -17,12 +17,12 @@ import (
 // and locates every problem. Seeds: testdata/fuzz/FuzzParse and the shipped
 // specs. Run: go test -run '^$' -fuzz=FuzzParse -fuzztime=3m ./drills/
 func FuzzParse(f *testing.F) {
-	names, err := fs.Glob(shipped, "*.yaml")
+	names, err := fs.Glob(files, "*.yaml")
 	if err != nil {
 		f.Fatal(err)
 	}
 	for _, n := range names {
-		data, err := shipped.ReadFile(n)
+		data, err := files.ReadFile(n)
 		if err != nil {
 			f.Fatal(err)
 		}

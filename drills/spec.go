@@ -5,9 +5,6 @@ package drills
 import (
 	"embed"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -190,7 +187,7 @@ func (s *Spec) Validate(reg Checker) error {
 // Load reads a drill spec from a path; a bare name ("region-failover") is
 // looked up among the shipped drills.
 func Load(path string, reg Checker) (*Spec, error) {
-	data, name, err := read(path)
+	data, name, err := shelf.Read(path)
 	if err != nil {
 		return nil, err
 	}
@@ -198,31 +195,12 @@ func Load(path string, reg Checker) (*Spec, error) {
 }
 
 //go:embed *.yaml
-var shipped embed.FS
+var files embed.FS
 
-// Shipped lists the drills built into the binary.
-func Shipped() []string {
-	ents, _ := fs.ReadDir(shipped, ".")
-	var out []string
-	for _, e := range ents {
-		out = append(out, strings.TrimSuffix(e.Name(), ".yaml"))
-	}
-	return out
-}
+var shelf = specfile.Shelf{FS: files, Dir: "drills", Kind: "drill spec"}
 
-func read(path string) ([]byte, string, error) {
-	data, err := os.ReadFile(path)
-	if err == nil {
-		return data, path, nil
-	}
-	if !strings.ContainsAny(path, "/\\") {
-		name := strings.TrimSuffix(path, ".yaml") + ".yaml"
-		if b, err2 := shipped.ReadFile(name); err2 == nil {
-			return b, filepath.Join("drills", name), nil
-		}
-	}
-	return nil, path, fmt.Errorf("%s: cannot read drill spec: %w (shipped drills: %s)", path, err, strings.Join(Shipped(), ", "))
-}
+// Shipped lists the names of the specs built into the binary.
+func Shipped() []string { return shelf.Names() }
 
 func (s *Spec) applyDefaults() {
 	if s.Environment == "" {

@@ -32,7 +32,7 @@ func TestRegionFailoverParses(t *testing.T) {
 }
 
 func TestBadDrillSpecs(t *testing.T) {
-	base, err := shipped.ReadFile("region-failover.yaml")
+	base, err := files.ReadFile("region-failover.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -368,3 +368,15 @@ func CheckRef(ref string) error {
 	}
 	return fmt.Errorf("lab %q: want %q (the lab in $%s, else ~/.drillship/lab) or an absolute path of a lab directory or state file", ref, DefaultRef, DirEnv)
 }
+
+// CheckBinaries reports every server binary that parts (zero: all) need and
+// the machine lacks, each with the Debian package that ships it.
+func CheckBinaries(parts Part) error {
+	if parts == 0 {
+		parts = PartAll
+	}
+	return checkBinaries(parts)
+}
+
+// HostAlive reports whether the lab host recorded in s still runs.
+func (s *State) HostAlive() bool { return s.HostPID > 0 && alive(s.HostPID) }

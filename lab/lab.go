@@ -390,6 +390,7 @@ func (s *State) Settings() map[string]map[string]any {
 	if p := s.Prometheus; p != nil {
 		out["prometheus"] = map[string]any{"url": p.URL}
 	}
+	out["lab"] = map[string]any{"lab": filepath.Join(s.Dir, StateFile)}
 	if p := s.Postgres; p != nil {
 		nodes := map[string]any{}
 		for _, n := range p.Nodes {

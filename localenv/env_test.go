@@ -405,7 +405,7 @@ func TestBadRequests(t *testing.T) {
 		{"POST", "/api/faults", FaultRequest{Kind: "error_rate", Params: map[string]string{"rate": "2"}}, 400, `params.rate "2": allowed a number in (0, 1]`},
 		{"POST", "/api/faults", FaultRequest{Kind: "region_down", Params: map[string]string{"region": "north"}}, 400, `params.region "north": allowed east, west`},
 		{"POST", "/api/faults", FaultRequest{Kind: "latency", Params: map[string]string{"ms": "5", "zone": "a"}}, 400, "params.zone: not a parameter of latency"},
-		{"POST", "/api/actions", ActionRequest{Name: "reboot"}, 400, `name "reboot": allowed shed, unshed`},
+		{"POST", "/api/actions", ActionRequest{Name: "reboot"}, 400, `name "reboot": allowed load, shed, unshed`},
 		{"GET", "/api/sli?metric=cpu", nil, 400, `metric "cpu": allowed error_rate, latency_p99, request_rate, up`},
 		{"GET", "/api/sli?metric=up&window=1h", nil, 400, `window "1h"`},
 		{"POST", "/api/artifacts/prune?keep=-1", nil, 400, "keep -1: allowed 0 or more"},

@@ -31,15 +31,16 @@ const Name = "cloudwatch"
 //	period: 60s                 # metric period, default 60s (a multiple of 60s, or 1s/5s/10s/30s)
 //	metrics:                    # metric ids usable in expressions
 //	  errors:   {namespace: AWS/ApplicationELB, name: HTTPCode_Target_5XX_Count, stat: Sum,
-//	             dimensions: {LoadBalancer: app/web/50dc6c495c0c9188, TargetGroup: "targetgroup/web-${version}/73e2d6bc24d8a067"}}
+//	             dimensions: {LoadBalancer: app/web/50dc6c495c0c9188, TargetGroup: "targetgroup/web-{{version}}/73e2d6bc24d8a067"}}
 //	  requests: {namespace: AWS/ApplicationELB, name: RequestCount, stat: Sum, dimensions: {LoadBalancer: app/web/50dc6c495c0c9188}}
 //	queries:                    # portable metric -> metric math over the ids above
 //	  error_rate: "errors / requests"
 //	  request_rate: "requests / PERIOD(requests)"
 //	alarms: [web-5xx]           # alarms queries may name (for iam-policy; default any)
 //
-// A query's Expr, when set, replaces queries[metric]; "${key}" in a
-// dimension value is replaced by Scope[key]. Metric "alarm" reads
+// A query's Expr, when set, replaces queries[metric]; "{{key}}" in a
+// dimension value is replaced by Scope[key] (not ${key}: DecodeConfig
+// expands that from the environment). Metric "alarm" reads
 // Params["alarm"].
 type Config struct {
 	awsconf.Settings
@@ -169,9 +170,9 @@ func (s *Signals) queries(q activities.Query) ([]types.MetricDataQuery, string, 
 		for _, n := range names {
 			v := m.Dimensions[n]
 			for k, sv := range q.Scope {
-				v = strings.ReplaceAll(v, "${"+k+"}", sv)
+				v = strings.ReplaceAll(v, "{{"+k+"}}", sv)
 			}
-			if strings.Contains(v, "${") {
+			if strings.Contains(v, "{{") {
 				return nil, "", activities.Permanent(fmt.Errorf("cloudwatch: metrics.%s dimension %s %q: scope has no value for it", id, n, v))
 			}
 			dims = append(dims, types.Dimension{Name: aws.String(n), Value: aws.String(v)})

@@ -16,8 +16,8 @@ var now = time.Date(2026, 11, 23, 20, 30, 0, 0, time.UTC)
 func newSignals(t *testing.T, srv *awstest.Server) *Signals {
 	s, err := New(map[string]any{"region": "us-east-1", "endpoint": srv.URL, "period": "60s",
 		"metrics": map[string]any{
-			"errors":   map[string]any{"namespace": "AWS/ApplicationELB", "name": "HTTPCode_Target_5XX_Count", "stat": "Sum", "dimensions": map[string]any{"LoadBalancer": "app/web/50dc", "TargetGroup": "targetgroup/web-${version}/73e2"}},
-			"requests": map[string]any{"namespace": "AWS/ApplicationELB", "name": "RequestCount", "stat": "Sum", "dimensions": map[string]any{"LoadBalancer": "app/web/50dc", "TargetGroup": "targetgroup/web-${version}/73e2"}},
+			"errors":   map[string]any{"namespace": "AWS/ApplicationELB", "name": "HTTPCode_Target_5XX_Count", "stat": "Sum", "dimensions": map[string]any{"LoadBalancer": "app/web/50dc", "TargetGroup": "targetgroup/web-{{version}}/73e2"}},
+			"requests": map[string]any{"namespace": "AWS/ApplicationELB", "name": "RequestCount", "stat": "Sum", "dimensions": map[string]any{"LoadBalancer": "app/web/50dc", "TargetGroup": "targetgroup/web-{{version}}/73e2"}},
 			"latency":  map[string]any{"namespace": "AWS/ApplicationELB", "name": "TargetResponseTime", "stat": "p99"},
 		},
 		"queries": map[string]any{"error_rate": "errors / requests"},

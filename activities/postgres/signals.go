@@ -160,8 +160,8 @@ func describeNodes(nodes []activities.DBNode) string {
 
 // FaultKillNode crashes a lab node (SIGKILL to the postmaster and all its
 // backends). Params: node (required); awaitWrites (a duration, optional):
-// wait up to that long for a drill workload's committed rows on the node
-// first, so that the fault lands on a database under write load.
+// wait up to that long for a drill workload's committed rows (20) on the
+// node first, so that the fault lands on a database under write load.
 const FaultKillNode = "kill_node"
 
 // Inject puts the fault in effect. Only kill_node exists; it needs the lab
@@ -211,8 +211,11 @@ func (c *Client) Stop(ctx context.Context, f activities.Fault, handle string) er
 	return nil
 }
 
-// awaitWorkload waits until the newest workload table on node has a
-// committed row.
+// awaitRows is how many committed workload rows awaitWrites waits for.
+const awaitRows = 20
+
+// awaitWorkload waits until the newest workload table on node has
+// awaitRows committed rows.
 func (c *Client) awaitWorkload(ctx context.Context, node string, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -244,7 +247,7 @@ func (c *Client) workloadWriting(ctx context.Context, node string) (bool, error)
 	if err != nil || table == "" {
 		return false, err
 	}
-	var has bool
-	err = conn.QueryRow(ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s)", table)).Scan(&has)
-	return has, err
+	var n int
+	err = conn.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM (SELECT 1 FROM %s LIMIT %d) r", table, awaitRows)).Scan(&n)
+	return n >= awaitRows, err
 }

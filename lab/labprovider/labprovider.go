@@ -49,7 +49,13 @@ func Provider() activities.Provider {
 		Traffic: func(cfg map[string]any) (activities.Traffic, error) { return New(cfg, nil) },
 		Release: func(cfg map[string]any) (activities.Release, error) { return New(cfg, nil) },
 		Signals: func(cfg map[string]any) (activities.Signals, error) { return New(cfg, nil) },
-		Faults:  func(cfg map[string]any) (activities.Faults, error) { return New(cfg, nil) },
+		Faults: func(cfg map[string]any) (activities.Faults, error) {
+			c, err := New(cfg, nil)
+			if err != nil {
+				return nil, err
+			}
+			return c.Faults(), nil
+		},
 	}
 }
 
@@ -183,16 +189,6 @@ const (
 	FaultServiceDown = "service_down" // params: version
 )
 
-// Inject breaks a version of the sample service; the handle is the version.
-func (c *Client) Inject(ctx context.Context, f activities.Fault) (string, error) {
-	ch, err := change(f, false)
-	if err != nil {
-		return "", err
-	}
-	return ch.Version, c.changeService(ctx, ch)
-}
-
-// StopFault is Stop of the Faults capability; see faults.
 func (c *Client) changeService(ctx context.Context, ch lab.ServiceChange) error {
 	cc, err := c.control()
 	if err != nil {
@@ -230,11 +226,17 @@ func change(f activities.Fault, undo bool) (lab.ServiceChange, error) {
 	return ch, nil
 }
 
-// faults adapts the Faults capability: its Stop would clash with Release's.
+// faults is the Faults capability: a type of its own, as its Stop would
+// clash with Release's.
 type faults struct{ c *Client }
 
+// Inject breaks a version of the sample service; the handle is the version.
 func (f faults) Inject(ctx context.Context, flt activities.Fault) (string, error) {
-	return f.c.Inject(ctx, flt)
+	ch, err := change(flt, false)
+	if err != nil {
+		return "", err
+	}
+	return ch.Version, f.c.changeService(ctx, ch)
 }
 
 // Stop undoes the fault: error rate back to 0, the version serving again.

@@ -1,0 +1,173 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/drillship/drillship/lab"
+)
+
+func labCommand() *ucli.Command {
+	dirFlag := &ucli.StringFlag{Name: "dir", Value: lab.DefaultDir(), EnvVars: []string{lab.DirEnv},
+		Usage: "lab directory: state file, configs, logs (keep it short: it holds a unix socket)"}
+	return &ucli.Command{
+		Name:  "lab",
+		Usage: "run the self-hosted lab: HAProxy, Prometheus and a PostgreSQL primary with a replica, on loopback",
+		Subcommands: []*ucli.Command{
+			{
+				Name:  "up",
+				Usage: "start the lab in the background and print where everything runs",
+				Flags: []ucli.Flag{dirFlag,
+					&ucli.BoolFlag{Name: "sync", Usage: "synchronous replication (no acknowledged write is lost on failover)"},
+					&ucli.IntFlag{Name: "rps", Value: 50, Usage: "load through the HAProxy frontend, requests per second"},
+				},
+				Action: labUp,
+			},
+			{
+				Name:   "down",
+				Usage:  "stop what `lab up` started",
+				Flags:  []ucli.Flag{dirFlag},
+				Action: labDown,
+			},
+			{
+				// The detached lab host that `lab up` starts: it holds the
+				// sample services and the control API until SIGTERM.
+				Name:   "serve",
+				Hidden: true,
+				Flags: []ucli.Flag{dirFlag,
+					&ucli.BoolFlag{Name: "sync"},
+					&ucli.IntFlag{Name: "rps", Value: 50},
+				},
+				Action: labServe,
+			},
+		},
+	}
+}
+
+func labDir(c *ucli.Context) (string, error) {
+	dir, err := filepath.Abs(c.String("dir"))
+	if err != nil {
+		return "", usageErr("--dir: %v", err)
+	}
+	return dir, nil
+}
+
+func labUp(c *ucli.Context) error {
+	dir, err := labDir(c)
+	if err != nil {
+		return err
+	}
+	if err := lab.CheckBinaries(lab.PartAll); err != nil {
+		return ucli.Exit(err.Error(), ExitUsage)
+	}
+	if st, err := lab.Load(dir); err == nil {
+		if st.HostAlive() {
+			return usageErr("a lab already runs in %s (host pid %d): `drillship lab down --dir %s` first", dir, st.HostPID, dir)
+		}
+		return usageErr("%s holds the state of a lab whose host is gone: `drillship lab down --dir %s` cleans it up", dir, dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("lab dir: %w", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the drillship binary: %w", err)
+	}
+	logPath := filepath.Join(dir, "lab-host.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("lab host log: %w", err)
+	}
+	defer logf.Close()
+	args := []string{"--log-level", "info", "lab", "serve", "--dir", dir, "--rps", strconv.Itoa(c.Int("rps"))}
+	if c.Bool("sync") {
+		args = append(args, "--sync")
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own session: the host outlives this command and the terminal.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the lab host: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	fmt.Fprintf(c.App.ErrWriter, "starting the lab in %s (host pid %d, log %s) ...\n", dir, cmd.Process.Pid, logPath)
+	deadline := time.After(3 * time.Minute)
+	for {
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logPath)
+			return fmt.Errorf("the lab host exited (%v): %s", err, strings.TrimSpace(tail(string(b), 2000)))
+		case <-deadline:
+			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+			return fmt.Errorf("the lab did not come up within 3m; see %s", logPath)
+		case <-c.Context.Done():
+			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+			return c.Context.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		st, err := lab.Load(dir)
+		if err != nil || !st.Ready || st.HostPID != cmd.Process.Pid {
+			continue
+		}
+		w := c.App.Writer
+		fmt.Fprintln(w, "drillship lab is up")
+		for _, l := range st.Summary() {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+		fmt.Fprintf(w, "\nPoint drillship at it (specs say `lab: default`):\n  export %s=%s\n", lab.DirEnv, dir)
+		fmt.Fprintf(w, "  drillship deploy start deploys/lab-canary.yaml --version v2 --wait\n")
+		fmt.Fprintf(w, "  drillship drill run drills/db-primary-loss.yaml --wait\n")
+		fmt.Fprintf(w, "Stop it with: drillship lab down --dir %s\n", dir)
+		return nil
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+func labServe(c *ucli.Context) error {
+	dir, err := labDir(c)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	l, err := lab.Up(ctx, lab.Options{Dir: dir, SyncReplication: c.Bool("sync"), LoadRPS: c.Int("rps"), Host: true, Logger: logger(c)})
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	logger(c).Info("lab: stopping")
+	return l.Down()
+}
+
+func labDown(c *ucli.Context) error {
+	dir, err := labDir(c)
+	if err != nil {
+		return err
+	}
+	if err := lab.Stop(dir); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return usageErr("no lab in %s (no %s)", dir, lab.StateFile)
+		}
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "lab in %s stopped\n", dir)
+	return nil
+}
