@@ -46,7 +46,7 @@ type plan struct {
 
 func planFor(o Options) plan {
 	p := plan{
-		startups: 3, overheadRuns: 30, rollbackRuns: 20, drills: 20, fleet: []int{1000, 10000},
+		startups: 3, overheadRuns: 20, rollbackRuns: 20, drills: 20, fleet: []int{1000, 10000},
 		historyWindows: [2]time.Duration{time.Second, 10 * time.Second}, historyInterval: 250 * time.Millisecond,
 		build: true,
 	}

@@ -23,9 +23,11 @@ func (r *runner) overhead(ctx context.Context, s *Section) {
 		"memory), plus the floor workflow %s. Deploy: %d steps (weights %v), pause 0, bake 0. The activities the deploy "+
 		"ran were read from its history (ActivityTaskScheduled events) and the floor runs exactly that many, in the same "+
 		"order and with the same activity options, each a no-op activity. One unmeasured warm-up pair, then %d measured "+
-		"pairs run one at a time and interleaved (deploy, floor, deploy, floor, ...). A run's duration is client wall "+
-		"time from ExecuteWorkflow to the result. Ratio = median deploy / median floor.",
-		FloorWorkflow, len(overheadWeights), overheadWeights, n)
+		"pairs run one at a time and interleaved (deploy, floor, deploy, floor, ...), each started after %s idle: a "+
+		"workflow started right after another closed runs several times slower on the embedded server (the warm-up "+
+		"floor, started back to back, shows how much). A run's duration is client wall time from ExecuteWorkflow to "+
+		"the result. Ratio = median deploy / median floor.",
+		FloorWorkflow, len(overheadWeights), overheadWeights, n, overheadGap)
 	st, err := startNoopStack(ctx)
 	if err != nil {
 		s.fail(err)
@@ -83,7 +85,7 @@ func (r *runner) overhead(ctx context.Context, s *Section) {
 		s.fail(err)
 		return
 	}
-	_, frun, err := runFloor(0, dh.Activities)
+	backToBack, frun, err := runFloor(0, dh.Activities)
 	if err != nil {
 		s.fail(err)
 		return
@@ -100,8 +102,16 @@ func (r *runner) overhead(ctx context.Context, s *Section) {
 
 	var dep, flo []float64
 	for i := 1; i <= n; i++ {
+		if err := idle(ctx); err != nil {
+			s.fail(err)
+			return
+		}
 		d, _, err := runDeploy(i)
 		if err != nil {
+			s.fail(err)
+			return
+		}
+		if err := idle(ctx); err != nil {
 			s.fail(err)
 			return
 		}
@@ -122,10 +132,25 @@ func (r *runner) overhead(ctx context.Context, s *Section) {
 	if Median(flo) > 0 {
 		s.target("ratio of medians (deploy / floor)", Median(dep)/Median(flo), "x", "<=", 1.3)
 	}
+	s.add("floor started back to back (warm-up, not in the ratio)", ms(backToBack), "ms")
 	s.add("deploy history events", float64(dh.Events), "events")
 	s.add("floor history events", float64(fh.Events), "events")
 	s.Notes = append(s.Notes, "deploy activities, in order: "+compact(dh.Activities))
 	s.Data = map[string]any{"deployMs": dep, "floorMs": flo, "deployActivities": dh.Activities}
+}
+
+// overheadGap is the idle time before each measured run.
+const overheadGap = 2 * time.Second
+
+func idle(ctx context.Context) error {
+	t := time.NewTimer(overheadGap)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // compact writes ["A","B","B","C"] as "A, B x2, C".

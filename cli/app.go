@@ -42,6 +42,7 @@ func App() *ucli.App {
 			labCommand(),
 			codecServerCommand(),
 			benchCommand(),
+			iamPolicyCommand(),
 		},
 		ExitErrHandler: func(c *ucli.Context, err error) {
 			if err == nil {

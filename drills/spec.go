@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/deploys"
 	"github.com/drillship/drillship/ledger"
 	"github.com/drillship/drillship/specfile"
 )
@@ -70,6 +71,18 @@ type Step struct {
 	Failover *Failover          `yaml:"failover,omitempty" json:"failover,omitempty"`
 	Action   *activities.Action `yaml:"action,omitempty" json:"action,omitempty"`
 	Database *DatabaseStep      `yaml:"database,omitempty" json:"database,omitempty"`
+	// Deploy (inject only) runs a deploy of a version as a child workflow:
+	// the drill then measures the deploy's own detection and rollback.
+	Deploy *DeployStep `yaml:"deploy,omitempty" json:"deploy,omitempty"`
+}
+
+// DeployStep names a deploy spec and the version to deploy.
+type DeployStep struct {
+	Spec    string `yaml:"spec" json:"spec"`
+	Version string `yaml:"version" json:"version"`
+	// Resolved is the deploy spec, loaded and validated with the drill so
+	// that the workflow carries it.
+	Resolved *deploys.Spec `yaml:"-" json:"resolved,omitempty"`
 }
 
 // Failover evacuates a region (or fails back) through the Failover child
@@ -103,6 +116,9 @@ func (s Step) Kind() string {
 	}
 	if s.Database != nil {
 		kinds = append(kinds, "database")
+	}
+	if s.Deploy != nil {
+		kinds = append(kinds, "deploy")
 	}
 	return strings.Join(kinds, "+")
 }
@@ -273,6 +289,17 @@ func (s *Spec) Target(capability string, override *activities.Target) activities
 	return *t
 }
 
+// DeployInjected reports whether the drill injects a deploy: the deploy's
+// own analysis detects and its rollback mitigates.
+func (s *Spec) DeployInjected() bool {
+	for _, st := range s.Inject {
+		if st.Deploy != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Capability is what a step needs.
 func (s Step) Capability() string {
 	switch {
@@ -284,6 +311,8 @@ func (s Step) Capability() string {
 		return activities.CapRunner
 	case s.Database != nil:
 		return activities.CapDatabase
+	case s.Deploy != nil:
+		return activities.CapRelease
 	}
 	return ""
 }
@@ -304,11 +333,11 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 	}
 	s.steps(c, reg, "inject", s.Inject)
 	for i, st := range s.Inject {
-		if st.Fault == nil {
-			c.Fail(fmt.Sprintf("inject[%d]", i), "inject steps inject faults (fault: {kind: ..., params: ...})")
+		if st.Fault == nil && st.Deploy == nil {
+			c.Fail(fmt.Sprintf("inject[%d]", i), "inject steps inject faults (fault: {kind: ..., params: ...}) or run a deploy (deploy: {spec: ..., version: ...})")
 		}
 	}
-	if len(s.Detection.Signals) == 0 {
+	if len(s.Detection.Signals) == 0 && !s.DeployInjected() {
 		c.Fail("detection.signals", "at least one signal is needed")
 	}
 	s.checks(c, reg, "detection.signals", s.Detection.Signals, false)
@@ -316,7 +345,7 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 	positive(c, "detection.timeout", s.Detection.Timeout)
 	switch s.Mitigation.Mode {
 	case ModeAutomated:
-		if len(s.Mitigation.Steps) == 0 {
+		if len(s.Mitigation.Steps) == 0 && !s.DeployInjected() {
 			c.Fail("mitigation.steps", "automated mode needs runbook steps to run")
 		}
 	case ModeGameday:
@@ -413,7 +442,22 @@ func (s *Spec) steps(c *specfile.Checker, reg Checker, path string, steps []Step
 		}
 		kind := st.Kind()
 		if kind == "" || strings.Contains(kind, "+") {
-			c.Fail(p, "needs exactly one of fault, weights, failover, action, database (got %q)", kind)
+			c.Fail(p, "needs exactly one of fault, weights, failover, action, database, deploy (got %q)", kind)
+			continue
+		}
+		if d := st.Deploy; d != nil {
+			if !strings.HasPrefix(path, "inject") {
+				c.Fail(p+".deploy", "deploy steps belong in inject")
+			}
+			if err := deploys.ValidateVersion(d.Version); err != nil {
+				c.Fail(p+".deploy.version", "%v", err)
+			}
+			ds, err := deploys.Load(d.Spec, reg)
+			if err != nil {
+				c.Fail(p+".deploy.spec", "%v", err)
+			} else {
+				d.Resolved = ds
+			}
 			continue
 		}
 		w, wp := st.Weights, p+".weights"

@@ -209,6 +209,9 @@ type Record struct {
 	// MitigationLatencyMs: from the signal observed to the mitigation
 	// action started (automated mode).
 	MitigationLatencyMs *int64 `json:"mitigationLatencyMs,omitempty"`
+	// TimeToRollbackMs: rollback drills, from the failing sample to traffic
+	// back on stable.
+	TimeToRollbackMs *int64 `json:"timeToRollbackMs,omitempty"`
 	// Database drills.
 	RTOMs *int64 `json:"rtoMs,omitempty"`
 	RPO   *int64 `json:"rpoRows,omitempty"`

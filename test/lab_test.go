@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -11,29 +10,15 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/drillship/drillship/activities"
-	"github.com/drillship/drillship/activities/exec"
 	"github.com/drillship/drillship/activities/haproxy"
-	"github.com/drillship/drillship/activities/httpprobe"
 	"github.com/drillship/drillship/activities/postgres"
-	"github.com/drillship/drillship/activities/prometheus"
 	"github.com/drillship/drillship/deploys"
 	"github.com/drillship/drillship/devenv"
 	"github.com/drillship/drillship/drills"
 	"github.com/drillship/drillship/lab"
-	"github.com/drillship/drillship/lab/labprovider"
 	"github.com/drillship/drillship/ledger"
-	"github.com/drillship/drillship/worker"
 	"github.com/drillship/drillship/workflows"
 )
-
-// labRegistry is the worker's registry plus the lab provider.
-// TODO(lead): drop it once worker.Providers registers labprovider.Provider().
-func labRegistry() *activities.Registry {
-	return activities.NewRegistry(
-		haproxy.Provider(), postgres.Provider(), prometheus.Provider(),
-		httpprobe.Provider(), exec.Provider(), labprovider.Provider(),
-	)
-}
 
 // labStack starts the embedded Temporal and a worker whose providers find
 // the lab through `lab: default`, that is $DRILLSHIP_LAB_DIR, as a worker
@@ -43,17 +28,11 @@ func labStack(t *testing.T, l *lab.Lab) *devenv.Env {
 	t.Setenv(lab.DirEnv, l.Dir)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	env, err := devenv.Start(ctx, devenv.Options{NoLocal: true, NoWorker: true})
+	env, err := devenv.Start(ctx, devenv.Options{NoLocal: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.Close() })
-	env.Registry = labRegistry()
-	w, _ := worker.New(env.Client, env.Registry, slog.New(slog.DiscardHandler), worker.Options{})
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
 	return env
 }
 

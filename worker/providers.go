@@ -2,12 +2,21 @@ package worker
 
 import (
 	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/activities/arc"
+	"github.com/drillship/drillship/activities/cloudwatch"
+	"github.com/drillship/drillship/activities/ecs"
+	"github.com/drillship/drillship/activities/elbv2"
 	"github.com/drillship/drillship/activities/exec"
+	"github.com/drillship/drillship/activities/fis"
 	"github.com/drillship/drillship/activities/haproxy"
 	"github.com/drillship/drillship/activities/httpprobe"
+	"github.com/drillship/drillship/activities/lambda"
 	"github.com/drillship/drillship/activities/local"
 	"github.com/drillship/drillship/activities/postgres"
 	"github.com/drillship/drillship/activities/prometheus"
+	"github.com/drillship/drillship/lab/labprovider"
+	"github.com/drillship/drillship/activities/rds"
+	"github.com/drillship/drillship/activities/route53"
 )
 
 // ProviderOptions are the worker-level settings providers need.
@@ -26,5 +35,17 @@ func Providers(o ProviderOptions) *activities.Registry {
 		prometheus.Provider(),
 		httpprobe.Provider(),
 		exec.Provider(),
+		labprovider.Provider(),
+		// AWS: credentials come from the default chain (or roleArn) in the
+		// worker's process; constructors do no I/O, so the CLI validates
+		// specs with them offline.
+		route53.Provider(),
+		elbv2.Provider(),
+		arc.Provider(),
+		ecs.Provider(),
+		lambda.Provider(),
+		rds.Provider(),
+		cloudwatch.Provider(),
+		fis.Provider(),
 	)
 }

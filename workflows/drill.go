@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -303,6 +304,9 @@ func (d *drill) run(ctx workflow.Context) error {
 	d.phase(ctx, "inject")
 	var t0 int64
 	for _, st := range spec.Inject {
+		if st.Deploy != nil {
+			return d.deployDrill(ctx, pctx, st)
+		}
 		in := activities.FaultInput{Target: spec.Target(activities.CapFaults, st.Target), Fault: *st.Fault}
 		// Recorded before the call: if it fails half-way, restore still
 		// stops it (stopping a fault that is not there is fine).
@@ -364,6 +368,12 @@ func (d *drill) run(ctx workflow.Context) error {
 	}
 	d.mark(ledger.Mitigated, mit.At, "SLO observed", mit.Detail)
 
+	return d.recover(ctx, pctx)
+}
+
+// recover waits until the recovery checks have held for their hold time.
+func (d *drill) recover(ctx, pctx workflow.Context) error {
+	spec := d.spec
 	d.phase(ctx, "recover")
 	var rec activities.WaitResult
 	if err := d.wait(pctx, "Recovered: checks hold for "+spec.Recovery.HoldFor.String(), activities.WaitInput{
@@ -407,6 +417,49 @@ func (d *drill) collectWorkload(ctx workflow.Context, f workflow.Future) {
 	if r.Missing > 0 {
 		d.finding("high", fmt.Sprintf("%d acknowledged writes were lost (RPO > 0)", r.Missing), r.Detail)
 	}
+}
+
+// deployDrill runs a deploy as the fault: the deploy's analysis is the
+// detection and its automatic rollback the mitigation. Its figures are
+// scored like any other drill, against the 2-minute rollback rule.
+func (d *drill) deployDrill(ctx, pctx workflow.Context, st drills.Step) error {
+	ds := st.Deploy
+	if ds.Resolved == nil {
+		return temporal.NewNonRetryableApplicationError("deploy step "+st.Name+" has no resolved deploy spec", "BadStep", nil)
+	}
+	cwo := workflow.ChildWorkflowOptions{
+		WorkflowID:    d.rec.ID + "/deploy/" + ds.Version,
+		StaticSummary: fmt.Sprintf("Drill %s: deploy %s %s and expect a rollback", d.spec.Name, ds.Resolved.Service, ds.Version),
+		// If the drill goes away, the deploy is asked to stop: its own
+		// rollback puts traffic back on stable.
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+	}
+	var dr DeployResult
+	err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(pctx, cwo), Deploy,
+		DeployInput{Spec: *ds.Resolved, Version: ds.Version, RequestedBy: "drill " + d.rec.ID}).Get(pctx, &dr)
+	if err != nil {
+		return d.phaseErr("inject", err)
+	}
+	if len(dr.Steps) == 0 {
+		return fmt.Errorf("deploy %s never shifted traffic: %s", ds.Version, dr.Reason)
+	}
+	d.mark(ledger.Injected, dr.Steps[0].StartedAt, "canary "+ds.Version+" took traffic", "")
+	if dr.Outcome != OutcomeRolledBack || dr.TimeToRollbackMs == nil {
+		d.finding("high", fmt.Sprintf("the bad version %s was not rolled back on its own (outcome %s)", ds.Version, dr.Outcome), dr.Reason)
+		return fmt.Errorf("deploy of %s ended %s, not rolled back", ds.Version, dr.Outcome)
+	}
+	d.mark(ledger.Detected, dr.FailedSampleAt, "deploy analysis", dr.Reason)
+	d.mark(ledger.Engaged, dr.FailedSampleAt, "automation", "the deploy's automatic rollback")
+	d.mark(ledger.Diagnosed, dr.FailedSampleAt, "automation", dr.Reason)
+	d.mark(ledger.Mitigated, dr.RollbackAt, "traffic back on stable", fmt.Sprintf("time to rollback %dms", *dr.TimeToRollbackMs))
+	d.rec.TimeToRollbackMs = dr.TimeToRollbackMs
+	lat := *dr.TimeToRollbackMs
+	d.rec.MitigationLatencyMs = &lat
+	if *dr.TimeToRollbackMs > (2 * time.Minute).Milliseconds() {
+		d.finding("high", fmt.Sprintf("rollback took %s, over the 2-minute rule", time.Duration(*dr.TimeToRollbackMs)*time.Millisecond), "")
+	}
+	d.event(dr.RollbackAt, "step", fmt.Sprintf("deploy %s rolled back: %s", ds.Version, dr.Reason))
+	return d.recover(ctx, pctx)
 }
 
 type preflightError struct{ msg string }

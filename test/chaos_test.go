@@ -1,0 +1,202 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/activities/chaos"
+	"github.com/drillship/drillship/activities/local"
+	"github.com/drillship/drillship/cli"
+	"github.com/drillship/drillship/devenv"
+	"github.com/drillship/drillship/drills"
+	"github.com/drillship/drillship/ledger"
+	"github.com/drillship/drillship/worker"
+	"github.com/drillship/drillship/workflows"
+)
+
+// Deploys and drills run with the chaos provider around every local
+// capability they use: a share of the calls time out (after the change was
+// made), are throttled or answer 5xx. Each run must end right (promoted,
+// rolled back, recovered) or stop safely, and the environment read back at
+// the end must never be half-way: all traffic on one version, regions
+// 50/50, no fault left active.
+
+const (
+	chaosShare = 0.3
+	chaosDelay = "1s" // a timed-out call hangs this long; the windows are seconds long
+)
+
+// chaosEnv is an embedded stack whose in-process worker has the chaos
+// provider over the shipped ones.
+func chaosEnv(t *testing.T) (*devenv.Env, *chaos.Chaos) {
+	t.Helper()
+	env := start(t, true)
+	ch := chaos.New(worker.Providers(worker.ProviderOptions{LocalEnvURL: env.LocalURL()}))
+	reg := activities.NewRegistry(local.Provider(env.LocalURL()), ch.Provider())
+	w, _ := worker.New(env.Client, reg, slog.New(slog.DiscardHandler), worker.Options{})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return env, ch
+}
+
+func chaosTarget(seed int64, inner map[string]any) activities.Target {
+	return activities.Target{Provider: chaos.Name, Config: map[string]any{
+		"wrap": local.Name, "config": inner, "share": chaosShare, "seed": seed,
+		"kinds": []any{chaos.KindTimeout, chaos.KindThrottle, chaos.Kind5xx}, "delay": chaosDelay,
+	}}
+}
+
+// chaosTally is the figures of all runs.
+type chaosTally struct {
+	mu                          sync.Mutex
+	runs, right, safe, wrong    int
+	calls, faults               int
+	timeouts, throttles, errors int
+}
+
+func (c *chaosTally) add(st chaos.Stats, verdict string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.runs++
+	switch verdict {
+	case "right":
+		c.right++
+	case "safe":
+		c.safe++
+	default:
+		c.wrong++
+	}
+	c.calls += st.Calls
+	c.faults += st.Faults()
+	c.timeouts += st.Timeouts
+	c.throttles += st.Throttles
+	c.errors += st.Errors5xx
+}
+
+func TestChaosDeploysAndDrills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos runs: a minute of real runs")
+	}
+	tally := &chaosTally{}
+	seeds := []int64{1, 2, 3}
+	t.Run("group", func(t *testing.T) {
+		for _, kind := range []string{"good-deploy", "bad-deploy", "drill"} {
+			t.Run(kind, func(t *testing.T) {
+				t.Parallel()
+				for _, seed := range seeds {
+					t.Run(fmt.Sprintf("seed-%d", seed), func(t *testing.T) {
+						env, ch := chaosEnv(t)
+						var verdict, detail string
+						switch kind {
+						case "drill":
+							verdict, detail = chaosDrill(t, env, seed)
+						default:
+							verdict, detail = chaosDeploy(t, env, seed, kind == "bad-deploy")
+						}
+						st := ch.Stats()
+						tally.add(st, verdict)
+						t.Logf("%s seed %d: %s (%s); %d provider calls, %d faults injected (%d timeouts, %d throttled, %d 5xx)",
+							kind, seed, verdict, detail, st.Calls, st.Faults(), st.Timeouts, st.Throttles, st.Errors5xx)
+						if st.Faults() == 0 {
+							t.Errorf("no fault was injected: the run did not test anything")
+						}
+						if verdict == "wrong" {
+							t.Errorf("ended wrong: %s", detail)
+						}
+					})
+				}
+			})
+		}
+	})
+	share := 0.0
+	if tally.calls > 0 {
+		share = float64(tally.faults) / float64(tally.calls)
+	}
+	t.Logf("CHAOS: %d runs: %d right outcome, %d stopped safely, %d wrong (%.0f%%); %d provider calls, %d faults injected (%.1f%%: %d timeouts, %d throttled, %d 5xx)",
+		tally.runs, tally.right, tally.safe, tally.wrong, 100*float64(tally.wrong)/float64(max(tally.runs, 1)),
+		tally.calls, tally.faults, 100*share, tally.timeouts, tally.throttles, tally.errors)
+}
+
+// chaosDeploy runs the shipped canary with chaos around traffic, release and
+// signals. A good version must be promoted or rolled back cleanly; a bad
+// one must be rolled back. Weights must end all on one version.
+func chaosDeploy(t *testing.T, env *devenv.Env, seed int64, bad bool) (verdict, detail string) {
+	spec := deploySpec(t, env)
+	spec.Traffic = chaosTarget(seed, map[string]any{"level": "version"})
+	spec.Release = chaosTarget(seed, nil)
+	spec.Analysis.Target = chaosTarget(seed, nil)
+	for i := range spec.Analysis.Metrics {
+		if spec.Analysis.Metrics[i].Metric == "latency_p99" {
+			spec.Analysis.Metrics[i].Max = ptr(5) // three stacks at once on 2 cores; latency is not what is judged
+		}
+	}
+	if bad {
+		postJSON(t, env.LocalURL()+"/api/faults", map[string]any{"kind": "bad_version", "params": map[string]string{"version": "v2", "rate": "0.1"}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	run, err := cli.StartDeploy(ctx, env.Client, workflows.DeployInput{Spec: spec, Version: "v2", RequestedBy: "chaos"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.DeployResult
+	runErr := run.Get(ctx, &res)
+	st := state(t, env)
+	detail = fmt.Sprintf("outcome %q reason %q err %v; weights %v stable %s running %v", res.Outcome, res.Reason, runErr, st.VersionWeights, st.Stable, st.Running)
+	onCanary := st.VersionWeights["v2"] == 100 && st.VersionWeights["v1"] == 0 && st.Stable == "v2" && !contains(st.Running, "v1")
+	onStable := st.VersionWeights["v1"] == 100 && st.VersionWeights["v2"] == 0 && st.Stable == "v1" && !contains(st.Running, "v2")
+	switch {
+	case !onCanary && !onStable:
+		return "wrong", "half-way: " + detail
+	case bad && onCanary:
+		return "wrong", "bad version promoted: " + detail
+	case res.Outcome == workflows.OutcomePromoted && onCanary && !bad:
+		return "right", detail
+	case res.Outcome == workflows.OutcomeRolledBack && onStable && bad:
+		return "right", detail
+	case onStable && (res.Outcome == workflows.OutcomeRolledBack || res.Outcome == workflows.OutcomeAborted || runErr != nil):
+		return "safe", detail
+	}
+	return "wrong", "outcome does not match the environment: " + detail
+}
+
+// chaosDrill runs the region failover drill with chaos around traffic,
+// signals, faults and runner. It must recover, or stop and restore.
+func chaosDrill(t *testing.T, env *devenv.Env, seed int64) (verdict, detail string) {
+	spec := drillSpec(t, env)
+	tr := chaosTarget(seed, map[string]any{"level": "region"})
+	sig, fl, rn := chaosTarget(seed, nil), chaosTarget(seed, nil), chaosTarget(seed, nil)
+	spec.Providers = drills.Providers{Traffic: &tr, Signals: &sig, Faults: &fl, Runner: &rn}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	run, err := cli.StartDrill(ctx, env.Client, workflows.DrillInput{Spec: spec, Mode: drills.ModeAutomated, RequestedBy: "chaos"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec ledger.Record
+	runErr := run.Get(ctx, &rec)
+	st := state(t, env)
+	var all []map[string]any
+	getJSON(t, env.LocalURL()+"/api/faults", &all)
+	detail = fmt.Sprintf("outcome %q reason %q restored %v err %v; regions %v active faults %d (ever %d) load %gx",
+		rec.Outcome, rec.Reason, rec.Restored, runErr, st.RegionWeights, len(st.Faults), len(all), st.Load.Multiplier)
+	intact := len(st.Faults) == 0 && st.RegionWeights["east"] == 50 && st.RegionWeights["west"] == 50 && st.Load.Multiplier == 1
+	switch {
+	case !intact:
+		return "wrong", "not restored: " + detail
+	case len(all) > 1:
+		return "wrong", "fault injected more than once: " + detail
+	case rec.Outcome == ledger.OutcomeRecovered && rec.Restored:
+		return "right", detail
+	case rec.Restored:
+		return "safe", detail
+	}
+	return "wrong", "environment intact but the record says not restored: " + detail
+}
