@@ -343,3 +343,72 @@ func TestDrillSurvivesWorkerKill(t *testing.T) {
 	}
 	assertRestored(t, env, rec)
 }
+
+func TestRollbackDrill(t *testing.T) {
+	env := start(t, false)
+	spec, err := drills.Load("rollback-drill", env.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := runDrill(t, env, *spec, "")
+	if rec.Outcome != ledger.OutcomeRecovered || !rec.Restored {
+		t.Fatalf("outcome %s restored %v: %s %+v", rec.Outcome, rec.Restored, rec.Reason, rec.Findings)
+	}
+	if rec.TimeToRollbackMs == nil || *rec.TimeToRollbackMs > (2*time.Minute).Milliseconds() {
+		t.Fatalf("time to rollback %v: want measured and within the 2-minute rule", rec.TimeToRollbackMs)
+	}
+	if err := ledger.Monotonic(rec.Marks); err != nil {
+		t.Fatal(err)
+	}
+	st := state(t, env)
+	if st.Stable != "v1" || contains(st.Running, "v9") || st.VersionWeights["v1"] != 100 || len(st.Faults) != 0 {
+		t.Fatalf("after the drill: stable %s running %v weights %v faults %v", st.Stable, st.Running, st.VersionWeights, st.Faults)
+	}
+}
+
+func TestDependencyOutageDrill(t *testing.T) {
+	env := start(t, false)
+	spec, err := drills.Load("dependency-outage", env.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := runDrill(t, env, *spec, "")
+	if rec.Outcome != ledger.OutcomeRecovered || !rec.Restored {
+		t.Fatalf("outcome %s restored %v: %s", rec.Outcome, rec.Restored, rec.Reason)
+	}
+	st := state(t, env)
+	if len(st.Faults) != 0 || len(st.Shed) != 0 {
+		t.Fatalf("after restore: faults %v shed %v", st.Faults, st.Shed)
+	}
+}
+
+func TestDeployStatsFromVisibility(t *testing.T) {
+	env := start(t, false)
+	runDeploy(t, env, deploySpec(t, env), "v2")
+	postJSON(t, env.LocalURL()+"/api/faults", map[string]any{"kind": "bad_version", "params": map[string]string{"version": "v3", "rate": "0.3"}})
+	runDeploy(t, env, deploySpec(t, env), "v3")
+	var stats struct {
+		Deploys      int     `json:"deploys"`
+		Promoted     int     `json:"promoted"`
+		Failed       int     `json:"failed"`
+		ChangeFail   float64 `json:"changeFailureRate"`
+		RestoreP50Ms *int64  `json:"timeToRestoreMedianMs"`
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) { // visibility is eventually consistent
+		code, out, stderr := runCLI("deploy", "stats", "--output", "json", "--address", env.Stack.Address())
+		if code != 0 {
+			t.Fatalf("stats: %d %s", code, stderr)
+		}
+		if err := json.Unmarshal([]byte(out), &stats); err != nil {
+			t.Fatal(err)
+		}
+		if stats.Deploys == 2 {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if stats.Deploys != 2 || stats.Promoted != 1 || stats.Failed != 1 || stats.ChangeFail != 0.5 || stats.RestoreP50Ms == nil {
+		t.Fatalf("stats %+v: want 2 deploys, 1 promoted, 1 rolled back, change failure rate 0.5, a time to restore", stats)
+	}
+}

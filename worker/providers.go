@@ -14,9 +14,9 @@ import (
 	"github.com/drillship/drillship/activities/local"
 	"github.com/drillship/drillship/activities/postgres"
 	"github.com/drillship/drillship/activities/prometheus"
-	"github.com/drillship/drillship/lab/labprovider"
 	"github.com/drillship/drillship/activities/rds"
 	"github.com/drillship/drillship/activities/route53"
+	"github.com/drillship/drillship/lab/labprovider"
 )
 
 // ProviderOptions are the worker-level settings providers need.

@@ -306,3 +306,27 @@ func TestDrillRestoreFailureRetried(t *testing.T) {
 		t.Fatalf("findings %+v: want a remediation item for the restore retries", rec.Findings)
 	}
 }
+
+func TestDrillProductionWaitsForApproval(t *testing.T) {
+	env, w := newEnv(t), newDrillWorld()
+	w.mock(env)
+	spec := drillSpec(drills.ModeAutomated)
+	spec.Production = true
+	var rejected error
+	env.RegisterDelayedCallback(func() {
+		if w.called("inject") != 0 {
+			t.Error("a production drill injected before approval")
+		}
+		update(env, UpdateApprove, Command{Who: "incident-commander", Reason: "change CHG-42"}, &rejected)
+	}, time.Hour)
+	rec := runDrill(t, env, spec)
+	if rejected != nil || rec.Outcome != ledger.OutcomeRecovered || w.called("inject") != 1 {
+		t.Fatalf("outcome %s inject %d rejected %v", rec.Outcome, w.called("inject"), rejected)
+	}
+	if len(rec.Audit) == 0 || rec.Audit[0].Action != "approve" || rec.Audit[0].Who != "incident-commander" || rec.Audit[0].Reason != "change CHG-42" {
+		t.Fatalf("audit %+v: want the approval with who and why", rec.Audit)
+	}
+	if inj, _ := rec.MarkAt(ledger.Injected); inj < rec.Audit[0].At {
+		t.Fatal("injected before the approval")
+	}
+}
