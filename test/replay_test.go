@@ -216,7 +216,16 @@ func TestReplayRecordedHistories(t *testing.T) {
 			if len(h.Events) < 10 {
 				t.Fatalf("%s holds %d events; a real run has many more", path, len(h.Events))
 			}
-			if err := newReplayer().ReplayWorkflowHistory(logger, h); err != nil {
+			// The drill names its children after its own workflow id, so the
+			// replay runs under the recorded id rather than the default one.
+			started := h.Events[0].GetWorkflowExecutionStartedEventAttributes()
+			opts := sdkworker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{
+				ID: started.GetWorkflowId(), RunID: started.GetOriginalExecutionRunId(),
+			}}
+			if opts.OriginalExecution.ID == "" {
+				t.Fatalf("%s: the first event does not name the workflow id", path)
+			}
+			if err := newReplayer().ReplayWorkflowHistoryWithOptions(logger, h, opts); err != nil {
 				t.Fatalf("replaying %s against the current workflow code: %v", path, err)
 			}
 		})

@@ -110,6 +110,15 @@ func parse(q activities.Query) (query, error) {
 	if p.expr == "" {
 		return p, errors.New("expr (a PromQL expression) is required")
 	}
+	if strings.Contains(p.expr, "{{") {
+		// {{version}}, {{region}}, {{window}}: the canary and the baseline
+		// are the same expression over different scopes.
+		e, err := Expr(p.expr, q)
+		if err != nil {
+			return p, err
+		}
+		p.expr = e
+	}
 	if p.window <= 0 {
 		p.window = 5 * time.Minute
 	}

@@ -19,10 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/activities/haproxy"
@@ -251,7 +248,6 @@ func (f faults) Stop(ctx context.Context, flt activities.Fault, _ string) error 
 // Faults returns the Faults capability of c.
 func (c *Client) Faults() activities.Faults { return faults{c} }
 
-var labelValue = regexp.MustCompile(`^[A-Za-z0-9._+:-]{1,128}$`)
 
 // PromQL for the portable metrics over the sample service's series;
 // {{version}} and {{window}} are filled in from the query.
@@ -262,41 +258,6 @@ var portable = map[string]string{
 		`_bucket{version="{{version}}"}[{{window}}])))`,
 }
 
-// Expr fills a PromQL template: every {{key}} becomes the scope's value
-// (which must be a plain label value) and {{window}} the query's window in
-// seconds (default 10s).
-func Expr(tmpl string, q activities.Query) (string, error) {
-	w := q.Window
-	if w <= 0 {
-		w = 10 * time.Second
-	}
-	out := strings.ReplaceAll(tmpl, "{{window}}", strconv.FormatInt(int64(w.Round(time.Second)/time.Second), 10)+"s")
-	for k, v := range q.Scope {
-		if !labelValue.MatchString(v) {
-			return "", fmt.Errorf("scope.%s %q: want a label value (letters, digits, . _ + : -)", k, v)
-		}
-		out = strings.ReplaceAll(out, "{{"+k+"}}", v)
-	}
-	if i := strings.Index(out, "{{"); i >= 0 {
-		end := strings.Index(out[i:], "}}")
-		if end < 0 {
-			end = len(out) - i - 2
-		}
-		return "", fmt.Errorf("expr: %s has no value in the scope (have: %s)", out[i:i+end+2], scopeKeys(q.Scope))
-	}
-	return out, nil
-}
-
-func scopeKeys(m map[string]string) string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	if len(ks) == 0 {
-		return "none"
-	}
-	return strings.Join(ks, ", ")
-}
 
 // Sample answers from the lab's Prometheus: Expr is PromQL with {{...}}
 // placeholders; without Expr, error_rate, request_rate and latency_p99 of
@@ -319,7 +280,7 @@ func (c *Client) Sample(ctx context.Context, q activities.Query) (activities.Sam
 			return activities.Sample{}, activities.Permanent(fmt.Errorf("lab: metric %s needs scope version", q.Metric))
 		}
 	}
-	expr, err := Expr(tmpl, q)
+	expr, err := prometheus.Expr(tmpl, q)
 	if err != nil {
 		return activities.Sample{}, activities.Permanent(fmt.Errorf("lab: %w", err))
 	}

@@ -6,11 +6,12 @@ import (
 	"time"
 
 	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/activities/prometheus"
 )
 
 func TestExprFillsScopeAndWindow(t *testing.T) {
 	q := activities.Query{Window: 5 * time.Second, Scope: map[string]string{"version": "v2"}}
-	got, err := Expr(portable[activities.MetricErrorRate], q)
+	got, err := prometheus.Expr(portable[activities.MetricErrorRate], q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,10 +19,10 @@ func TestExprFillsScopeAndWindow(t *testing.T) {
 	if got != want {
 		t.Fatalf("expr\n got %s\nwant %s", got, want)
 	}
-	if _, err := Expr(`up{version="{{version}}"}`, activities.Query{Scope: map[string]string{"version": `v2"}or{`}}); err == nil || !strings.Contains(err.Error(), "label value") {
+	if _, err := prometheus.Expr(`up{version="{{version}}"}`, activities.Query{Scope: map[string]string{"version": `v2"}or{`}}); err == nil || !strings.Contains(err.Error(), "label value") {
 		t.Fatalf("injection: err = %v, want a label value error", err)
 	}
-	if _, err := Expr(`up{region="{{region}}"}`, q); err == nil || !strings.Contains(err.Error(), "{{region}}") {
+	if _, err := prometheus.Expr(`up{region="{{region}}"}`, q); err == nil || !strings.Contains(err.Error(), "{{region}}") {
 		t.Fatalf("missing key: err = %v, want it named", err)
 	}
 }
