@@ -248,7 +248,6 @@ func (f faults) Stop(ctx context.Context, flt activities.Fault, _ string) error 
 // Faults returns the Faults capability of c.
 func (c *Client) Faults() activities.Faults { return faults{c} }
 
-
 // PromQL for the portable metrics over the sample service's series;
 // {{version}} and {{window}} are filled in from the query.
 var portable = map[string]string{
@@ -257,7 +256,6 @@ var portable = map[string]string{
 	activities.MetricLatencyP99: `histogram_quantile(0.99, sum by (le) (rate(` + lab.MetricDuration +
 		`_bucket{version="{{version}}"}[{{window}}])))`,
 }
-
 
 // Sample answers from the lab's Prometheus: Expr is PromQL with {{...}}
 // placeholders; without Expr, error_rate, request_rate and latency_p99 of
