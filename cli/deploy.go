@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/drillship/drillship/activities"
@@ -180,7 +181,29 @@ func progressWriter(c *ucli.Context, asJSON bool) io.Writer {
 
 // WaitDeploy waits for a deploy to end, printing its progress to w.
 func WaitDeploy(ctx context.Context, cl client.Client, run client.WorkflowRun, w io.Writer) (workflows.DeployResult, error) {
-	return waitFor[workflows.DeployResult](ctx, cl, run, w, func(st workflows.DeployState) string { return progressLine(st) })
+	return waitFor[workflows.DeployResult](ctx, cl, run, w, func(st workflows.DeployState) string {
+		return progressLine(withLiveVerdicts(ctx, cl, run.GetID(), st))
+	})
+}
+
+// withLiveVerdicts adds the verdicts of the window being watched now: the
+// workflow learns them when the window ends, but the watch activity
+// heartbeats each one as it is made.
+func withLiveVerdicts(ctx context.Context, cl client.Client, id string, st workflows.DeployState) workflows.DeployState {
+	desc, err := cl.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return st
+	}
+	for _, pa := range desc.PendingActivities {
+		if pa.GetActivityType().GetName() != "Watch" || pa.HeartbeatDetails == nil {
+			continue
+		}
+		var p activities.WatchProgress
+		if converter.GetDefaultDataConverter().FromPayloads(pa.HeartbeatDetails, &p) == nil && len(p.Result.Last) > 0 {
+			st.LastVerdicts = p.Result.Last
+		}
+	}
+	return st
 }
 
 // waitFor waits for a workflow's result, printing a line from its state
@@ -322,6 +345,7 @@ func deployStatus() *ucli.Command {
 				if err != nil {
 					return fmt.Errorf("query %s: %w", id, err)
 				}
+				st = withLiveVerdicts(c.Context, cl, id, st)
 				out["state"] = st
 				if asJSON {
 					return printJSON(c.App.Writer, out)

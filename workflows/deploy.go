@@ -396,7 +396,10 @@ func (d *deploy) watch(ctx workflow.Context, dur time.Duration, forever, baselin
 		ao.Summary = fmt.Sprintf("Watch %s at %d%% while held", d.in.Version, d.st.Weights[d.in.Version])
 		ao.StartToCloseTimeout = 30 * 24 * time.Hour
 	}
-	ao.HeartbeatTimeout = 5 * time.Second
+	// The watch heartbeats once per sample; the SDK sends heartbeats at most
+	// every 0.8x this timeout, so a short one keeps `deploy status` live and
+	// lets a new worker take over quickly after a crash.
+	ao.HeartbeatTimeout = max(3*time.Second, 2*a.Interval.D()+time.Second)
 	var r activities.WatchResult
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(wctx, ao), d.act.Watch, in).Get(wctx, &r)
 	d.st.WindowEndsAt = 0
