@@ -431,6 +431,8 @@ func TestAWSRegionEvacuationDrill(t *testing.T) {
 		if det, _ := rec.MarkAt(ledger.Detected); det != alarmAt.UnixMilli() {
 			t.Errorf("detected at %d, want the alarm's transition time %d", det, alarmAt.UnixMilli())
 		}
+		inj, _ := rec.MarkAt(ledger.Injected)
+		t.Logf("injected %d, alarm %d (+%dms)", inj, alarmAt.UnixMilli(), alarmAt.UnixMilli()-inj)
 		start := d.fis.Requests("POST /experiments")
 		if len(start) != 1 || start[0].Doc["experimentTemplateId"] != "EXT1a2b3c4d5e6f7" {
 			t.Fatalf("StartExperiment calls %d, want one of template EXT1a2b3c4d5e6f7", len(start))
@@ -463,6 +465,7 @@ func TestAWSRegionEvacuationDrill(t *testing.T) {
 				t.Errorf("reason %q does not name %q", rec.Reason, want)
 			}
 		}
+		t.Logf("reason: %s", rec.Reason)
 		// Fail fast: one call, no retry of a permission error.
 		if n := len(d.arc.Requests("UpdateRoutingControlStates")); n != 1 {
 			t.Errorf("%d UpdateRoutingControlStates calls, want exactly 1", n)

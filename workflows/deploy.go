@@ -322,6 +322,11 @@ func (d *deploy) run(ctx workflow.Context) error {
 	}
 
 	for i, step := range d.spec.Steps {
+		// A person may have acted while the canary was deploying or between
+		// steps: nothing more is shifted once they have.
+		if d.interrupt != "" {
+			return d.conclude(ctx, errInterrupted)
+		}
 		d.st.Step = i + 1
 		rec := StepRecord{Weight: step.Weight, Verdict: "unwatched"}
 		if step.Approval || (d.spec.Production && step.Weight == 100) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/drillship/drillship/activities"
@@ -277,5 +278,26 @@ func TestDeployRefusesStableVersion(t *testing.T) {
 	}
 	if w.called("weights") != 0 || w.called("deploy") != 0 {
 		t.Fatal("nothing may change")
+	}
+}
+
+func TestDeployAbortWhileDeployingShiftsNothing(t *testing.T) {
+	env, w := newEnv(t), newWorld()
+	var a *activities.Activities
+	var rejected error
+	// The abort arrives while the canary's instances are starting (the
+	// first matching mock wins, so this one goes before the world's).
+	env.OnActivity(a.DeployVersion, mock.Anything, mock.Anything).After(time.Minute).Return(int64(1), nil)
+	w.mockDeploy(env)
+	env.RegisterDelayedCallback(func() { update(env, UpdateAbort, Command{Who: "gail", Reason: "wrong artifact"}, &rejected) }, 30*time.Second)
+	res := runDeploy(t, env, testSpec("rollback"))
+	if rejected != nil || res.Outcome != OutcomeAborted {
+		t.Fatalf("outcome %s rejected %v", res.Outcome, rejected)
+	}
+	if got := w.weightsNow(); got["v2"] != 0 || got["v1"] != 100 {
+		t.Fatalf("weights %s: an abort before the first step must never shift traffic", activities.FormatWeights(got))
+	}
+	if w.called("weights") > 1 {
+		t.Fatalf("%d weight changes; only the rollback's (a no-op) may run", w.called("weights"))
 	}
 }
