@@ -23,6 +23,10 @@ type Spec struct {
 
 	Traffic activities.Target `yaml:"traffic" json:"traffic"`
 	Release activities.Target `yaml:"release" json:"release"`
+	// TrafficKeys says what traffic backends are called: "version" (each
+	// version has its own backend: v1, v2) or "role" (fixed stable and
+	// canary backends, as ECS services behind ALB target groups are).
+	TrafficKeys string `yaml:"trafficKeys,omitempty" json:"trafficKeys,omitempty"`
 
 	Analysis Analysis `yaml:"analysis" json:"analysis"`
 	Steps    []Step   `yaml:"steps" json:"steps"`
@@ -119,7 +123,18 @@ var shelf = specfile.Shelf{FS: files, Dir: "deploys", Kind: "deploy spec"}
 // Shipped lists the names of the specs built into the binary.
 func Shipped() []string { return shelf.Names() }
 
+// Traffic key kinds.
+const (
+	KeysVersion = "version"
+	KeysRole    = "role"
+	RoleStable  = "stable"
+	RoleCanary  = "canary"
+)
+
 func (s *Spec) applyDefaults() {
+	if s.TrafficKeys == "" {
+		s.TrafficKeys = KeysVersion
+	}
 	if s.OnFailure == "" {
 		s.OnFailure = "rollback"
 	}
@@ -142,6 +157,11 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 		c.Check("traffic", reg.Validate(activities.CapTraffic, s.Traffic))
 		c.Check("release", reg.Validate(activities.CapRelease, s.Release))
 		c.Check("analysis", reg.Validate(activities.CapSignals, s.Analysis.Target))
+	}
+	switch s.TrafficKeys {
+	case KeysVersion, KeysRole:
+	default:
+		c.Fail("trafficKeys", "%q is not allowed (allowed: version, role)", s.TrafficKeys)
 	}
 	switch s.OnFailure {
 	case "rollback", "pause":

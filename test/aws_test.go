@@ -173,17 +173,16 @@ func TestAWSCanaryDeploy(t *testing.T) {
 				t.Errorf("step %d: verdict %s after %d samples, want pass", i, st.Verdict, st.Samples)
 			}
 		}
-		// Read back from the fakes: the rule sends everything to the
-		// target group the version was mapped to, and both services run
-		// the v2 revision.
-		if w := d.elb.Weights(); w[canaryTG] != 100 || w[mainTG] != 0 {
-			t.Errorf("ELB weights %v, want web-canary 100, web-main 0", w)
+		// Read back from the fakes: the main service runs the v2 revision
+		// and takes all traffic again; the canary service is emptied.
+		if w := d.elb.Weights(); w[mainTG] != 100 || w[canaryTG] != 0 {
+			t.Errorf("ELB weights %v, want web-main 100, web-canary 0", w)
 		}
 		if img, n := d.ecs.Service("web"); img != imageRepo+"v2" || n != 3 {
 			t.Errorf("main service runs %s x%d, want %sv2 x3", img, n, imageRepo)
 		}
-		if img, n := d.ecs.Service("web-canary"); img != imageRepo+"v2" || n != 2 {
-			t.Errorf("canary service runs %s x%d, want %sv2 x2 (canaryCount)", img, n, imageRepo)
+		if _, n := d.ecs.Service("web-canary"); n != 0 {
+			t.Errorf("canary service runs %d tasks after promotion, want 0", n)
 		}
 		if revs := d.ecs.Revisions(); len(revs) != 2 || revs[2] != imageRepo+"v2" {
 			t.Errorf("task definition revisions %v, want 1 (v1) and 2 (v2)", revs)

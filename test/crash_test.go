@@ -174,8 +174,9 @@ func (r *recorder) effects() effects {
 func startWorkerAt(t *testing.T, env *devenv.Env, localURL string) *workerProc {
 	t.Helper()
 	cmd := exec.Command(binary, "worker", "--address", env.Stack.Address(), "--local-env", localURL)
+	// Dozens of workers run in the matrix; their logs only when asked for.
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if testing.Verbose() && os.Getenv("DRILLSHIP_WORKER_LOGS") != "" {
+	if os.Getenv("DRILLSHIP_WORKER_LOGS") != "" {
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	}
 	if err := cmd.Start(); err != nil {
@@ -237,14 +238,14 @@ var heartbeating = []string{"Watch", "WaitFor", "Guard", "Workload"}
 // of non-heartbeating activities that the killed worker had started, so that
 // they are retried now rather than after 2 minutes. Correctness is the same
 // (the attempt may or may not have made its change, as with a timeout).
-func reaper(ctx context.Context, c client.Client, id string, killedAt time.Time, reaped *int) {
+func reaper(ctx context.Context, c client.Client, namespace, id string, killedAt time.Time) (reaped int) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	done := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return reaped
 		case <-tick.C:
 		}
 		ids := []string{id}
@@ -267,11 +268,11 @@ func reaper(ctx context.Context, c client.Client, id string, killedAt time.Time,
 				if pa.GetLastStartedTime().AsTime().After(killedAt.Add(500 * time.Millisecond)) {
 					continue // started by the new worker
 				}
-				err := c.CompleteActivityByID(ctx, "default", wf, d.GetWorkflowExecutionInfo().GetExecution().GetRunId(), pa.GetActivityId(), nil,
+				err := c.CompleteActivityByID(ctx, namespace, wf, d.GetWorkflowExecutionInfo().GetExecution().GetRunId(), pa.GetActivityId(), nil,
 					fmt.Errorf("worker process killed during %s (attempt failed by the crash test)", name))
 				if err == nil {
 					done[key] = true
-					*reaped++
+					reaped++
 				}
 			}
 		}
@@ -324,12 +325,15 @@ func crashRun(t *testing.T, sc crashScenario, k int) crashResult {
 		w.kill()
 		killedAt := time.Now()
 		rctx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); reaper(rctx, env.Client, run.GetID(), killedAt, &res.reaped) }()
-		defer func() { stop(); <-done }()
+		reaped := make(chan int, 1)
+		go func() { reaped <- reaper(rctx, env.Client, env.Stack.Namespace(), run.GetID(), killedAt) }()
 		startWorkerAt(t, env, rec.URL())
+		res.outcome = sc.check(t, env, run)
+		stop()
+		res.reaped = <-reaped
+	} else {
+		res.outcome = sc.check(t, env, run)
 	}
-	res.outcome = sc.check(t, env, run)
 	comps, _, err := treeCompletions(ctx, env.Client, run.GetID())
 	if err != nil {
 		t.Fatal(err)

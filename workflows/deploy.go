@@ -278,10 +278,23 @@ func (d *deploy) mustExec(ctx workflow.Context, summary string, fn, arg, out any
 	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts(summary, 0)), fn, arg).Get(ctx, out)
 }
 
+// weights names the backends by version, or by role when the spec's
+// traffic has fixed stable and canary backends.
 func (d *deploy) weights(canary int) activities.Weights {
+	if d.spec.TrafficKeys == deploys.KeysRole {
+		return activities.Weights{deploys.RoleCanary: canary, deploys.RoleStable: 100 - canary}
+	}
 	w := activities.Weights{d.in.Version: canary}
 	w[d.st.Stable] = 100 - canary
 	return w
+}
+
+// canaryWeight is the canary's current share.
+func (d *deploy) canaryWeight() int {
+	if d.spec.TrafficKeys == deploys.KeysRole {
+		return d.st.Weights[deploys.RoleCanary]
+	}
+	return d.st.Weights[d.in.Version]
 }
 
 func (d *deploy) setWeights(ctx workflow.Context, canary int, must bool) (int64, error) {
@@ -395,10 +408,10 @@ func (d *deploy) watch(ctx workflow.Context, dur time.Duration, forever, baselin
 		Interval: a.Interval.D(), Duration: dur, Forever: forever,
 		FailureLimit: a.FailureLimit, MinRequests: a.MinRequests, Baseline: baseline,
 	}
-	ao := opts(fmt.Sprintf("Watch %s at %d%% for %s", d.in.Version, d.st.Weights[d.in.Version], dur), 0)
+	ao := opts(fmt.Sprintf("Watch %s at %d%% for %s", d.in.Version, d.canaryWeight(), dur), 0)
 	ao.StartToCloseTimeout = dur + 2*time.Minute
 	if forever {
-		ao.Summary = fmt.Sprintf("Watch %s at %d%% while held", d.in.Version, d.st.Weights[d.in.Version])
+		ao.Summary = fmt.Sprintf("Watch %s at %d%% while held", d.in.Version, d.canaryWeight())
 		ao.StartToCloseTimeout = 30 * 24 * time.Hour
 	}
 	// The watch heartbeats once per sample; the SDK sends heartbeats at most
@@ -426,7 +439,7 @@ func (d *deploy) watch(ctx workflow.Context, dur time.Duration, forever, baselin
 func (d *deploy) hold(ctx workflow.Context, waiting string, cond func() bool) (activities.WatchResult, error) {
 	d.st.Waiting = waiting
 	defer func() { d.st.Waiting = "" }()
-	if d.st.Weights[d.in.Version] == 0 {
+	if d.canaryWeight() == 0 {
 		// Nothing to watch before the first shift.
 		if err := workflow.Await(ctx, func() bool { return cond() || d.interrupt != "" }); err != nil {
 			return activities.WatchResult{}, err
@@ -446,7 +459,7 @@ func (d *deploy) hold(ctx workflow.Context, waiting string, cond func() bool) (a
 		)
 		wctx, cancel := workflow.WithCancel(ctx)
 		workflow.Go(wctx, func(gctx workflow.Context) {
-			r, err = d.watch(gctx, 0, true, d.st.Weights[d.in.Version] < 100)
+			r, err = d.watch(gctx, 0, true, d.canaryWeight() < 100)
 			done = true
 		})
 		_ = workflow.Await(ctx, func() bool { return cond() || d.interrupt != "" || done })
@@ -524,7 +537,7 @@ func (d *deploy) onFailedJudgement(ctx workflow.Context, r activities.WatchResul
 		}
 		// Resumed: watch this step again before going on.
 		step := d.spec.Steps[d.st.Step-1]
-		wr, err := d.watch(ctx, step.Pause.D(), false, d.st.Weights[d.in.Version] < 100)
+		wr, err := d.watch(ctx, step.Pause.D(), false, d.canaryWeight() < 100)
 		if errors.Is(err, errInterrupted) {
 			return err
 		}
@@ -586,7 +599,7 @@ func (d *deploy) rollback(ctx workflow.Context, reason string, failedAt int64) {
 // promote shifts everything to the new version, bakes, then retires.
 func (d *deploy) promote(ctx workflow.Context, breakGlass bool) error {
 	if !breakGlass {
-		if d.spec.Production && d.st.Weights[d.in.Version] < 100 {
+		if d.spec.Production && d.canaryWeight() < 100 {
 			if err := d.waitApproval(ctx, "promote "+d.in.Version+" to 100%"); err != nil {
 				return err
 			}
@@ -618,12 +631,23 @@ func (d *deploy) promote(ctx workflow.Context, breakGlass bool) error {
 	if err := d.mustExec(pctx, "Promote "+d.in.Version+" to stable", d.act.PromoteVersion, d.versionIn(d.in.Version), nil); err != nil {
 		return err
 	}
-	_ = d.mustExec(pctx, "Stop old version "+old, d.act.StopVersion, d.versionIn(old), nil)
+	if d.spec.TrafficKeys == deploys.KeysRole {
+		// The stable backend now runs the new version: traffic goes back
+		// to it and the canary backend is emptied.
+		if _, err := d.setWeights(pctx, 0, true); err != nil {
+			return err
+		}
+		_ = d.mustExec(pctx, "Stop canary backend", d.act.StopVersion, d.versionIn(d.in.Version), nil)
+	} else {
+		_ = d.mustExec(pctx, "Stop old version "+old, d.act.StopVersion, d.versionIn(old), nil)
+	}
 	in := activities.PruneInput{Target: d.spec.Release, Keep: d.spec.Artifacts.Keep}
 	if err := d.exec(pctx, fmt.Sprintf("Keep the newest %d artifacts", in.Keep), d.act.PruneArtifacts, in, &d.res.Pruned); err != nil {
 		workflow.GetLogger(ctx).Warn("pruning artifacts failed; the deploy stands", "error", err)
 	}
-	d.st.Weights = activities.Weights{d.in.Version: 100, old: 0}
+	if d.spec.TrafficKeys != deploys.KeysRole {
+		d.st.Weights = activities.Weights{d.in.Version: 100, old: 0}
+	}
 	d.res.Outcome = OutcomePromoted
 	if breakGlass {
 		d.res.Reason = d.st.Reason

@@ -301,3 +301,25 @@ func TestDeployAbortWhileDeployingShiftsNothing(t *testing.T) {
 		t.Fatalf("%d weight changes; only the rollback's (a no-op) may run", w.called("weights"))
 	}
 }
+
+func TestDeployRoleKeyedTraffic(t *testing.T) {
+	env, w := newEnv(t), newWorld()
+	w.weights = activities.Weights{"stable": 100, "canary": 0}
+	w.mockDeploy(env)
+	spec := testSpec("rollback")
+	spec.TrafficKeys = deploys.KeysRole
+	res := runDeploy(t, env, spec)
+	if res.Outcome != OutcomePromoted {
+		t.Fatalf("outcome %s (%s)", res.Outcome, res.Reason)
+	}
+	// The stable backend runs the new version; the canary backend is empty.
+	if got := w.weightsNow(); got["stable"] != 100 || got["canary"] != 0 || len(got) != 2 {
+		t.Fatalf("weights %s, want stable=100 canary=0", activities.FormatWeights(got))
+	}
+	if w.stable != "v2" || w.called("stop:v2") != 1 || w.called("stop:v1") != 0 {
+		t.Fatalf("stable %s, stop v2 %d, stop v1 %d: want v2 promoted onto the stable backend and the canary backend stopped", w.stable, w.called("stop:v2"), w.called("stop:v1"))
+	}
+	if res.FinalWeights["stable"] != 100 {
+		t.Fatalf("final weights %v", res.FinalWeights)
+	}
+}

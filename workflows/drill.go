@@ -485,7 +485,25 @@ func (d *drill) phaseErr(phase string, err error) error {
 	if d.aborted != "" {
 		return errAborted
 	}
-	return fmt.Errorf("%s: %w", phase, err)
+	if temporal.IsCanceledError(err) {
+		return err // the drill itself was cancelled; finish says so
+	}
+	return fmt.Errorf("%s: %s", phase, brief(err))
+}
+
+// brief is the message of the innermost application error: Temporal's
+// error chain repeats the cause at every level, which reads badly in a
+// report.
+func brief(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Message()
+	}
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		return "timed out (" + timeout.TimeoutType().String() + ")"
+	}
+	return err.Error()
 }
 
 // humans waits for people to engage and diagnose (gameday mode).
@@ -589,7 +607,13 @@ func (d *drill) runStep(ctx workflow.Context, summary string, st drills.Step) (a
 	case st.Action != nil:
 		err = d.execAct(ctx, summary, d.act.RunAction, activities.ActionInput{Target: spec.Target(activities.CapRunner, st.Target), Action: *st.Action}, &r)
 	case st.Database != nil:
-		err = d.execAct(ctx, summary, d.act.DBOp, activities.DBInput{Target: spec.Target(activities.CapDatabase, st.Target), Op: st.Database.Op, Node: st.Database.Node}, &r)
+		// Promotions and switchovers take minutes (an Aurora global
+		// switchover can take several); providers wait with the SDK's
+		// waiters, bounded by their own maxWait.
+		ao := opts(summary, 3)
+		ao.StartToCloseTimeout = 30 * time.Minute
+		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ao), d.act.DBOp,
+			activities.DBInput{Target: spec.Target(activities.CapDatabase, st.Target), Op: st.Database.Op, Node: st.Database.Node}).Get(ctx, &r)
 	default:
 		err = temporal.NewNonRetryableApplicationError("step "+st.Name+" has nothing to do", "BadStep", nil)
 	}
