@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -88,7 +89,15 @@ func TestChaosDeploysAndDrills(t *testing.T) {
 		t.Skip("chaos runs: a minute of real runs")
 	}
 	tally := &chaosTally{}
-	seeds := []int64{1, 2, 3}
+	// DRILLSHIP_CHAOS_SEEDS=n runs seeds 1..n of each scenario (default 3).
+	n := 3
+	if v, err := strconv.Atoi(os.Getenv("DRILLSHIP_CHAOS_SEEDS")); err == nil && v > 0 {
+		n = v
+	}
+	var seeds []int64
+	for i := 1; i <= n; i++ {
+		seeds = append(seeds, int64(i))
+	}
 	t.Run("group", func(t *testing.T) {
 		for _, kind := range []string{"good-deploy", "bad-deploy", "drill"} {
 			t.Run(kind, func(t *testing.T) {

@@ -291,6 +291,9 @@ type crashScenario struct {
 	check func(t *testing.T, env *devenv.Env, run client.WorkflowRun) string
 	// wantChanges is the number of state changes a clean run makes.
 	wantChanges int
+	// wantCompletions is the number of activities a clean run completes
+	// (learnt from it); a crash must not add or lose one.
+	wantCompletions int
 }
 
 // crashResult is one run's figures.
@@ -342,6 +345,9 @@ func crashRun(t *testing.T, sc crashScenario, k int) crashResult {
 	res.effects = rec.effects()
 	if len(res.effects.Duplicates) > 0 {
 		t.Errorf("duplicated side effects: %v", res.effects.Duplicates)
+	}
+	if sc.wantCompletions > 0 && res.completions != sc.wantCompletions {
+		t.Errorf("%d activities completed, the clean run completed %d", res.completions, sc.wantCompletions)
 	}
 	if sc.wantChanges > 0 && res.effects.Changes != sc.wantChanges {
 		t.Errorf("%d state changes reached the environment, want %d", res.effects.Changes, sc.wantChanges)
@@ -497,6 +503,7 @@ func crashMatrix(t *testing.T, sc crashScenario) {
 		t.Fatalf("the run without a crash failed (%d activities completed); no matrix", clean.completions)
 	}
 	n := clean.completions
+	sc.wantCompletions = n
 	runs, mismatches, dups, reaped := 0, 0, 0, 0
 	var longest time.Duration
 	kills := make([]int, 0, n+1)

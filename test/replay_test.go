@@ -32,7 +32,7 @@ import (
 //
 // Re-record after an intended, versioned change with
 //
-//	go test ./test -run TestRecordHistories -record
+//	go test ./test -run TestRecordHistories -args -record
 //
 // (or DRILLSHIP_RECORD_HISTORIES=1).
 
@@ -206,7 +206,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			path := filepath.Join("testdata", file)
 			f, err := os.Open(path)
 			if err != nil {
-				t.Fatalf("%v (record it with: go test ./test -run TestRecordHistories -record)", err)
+				t.Fatalf("%v (record it with: go test ./test -run TestRecordHistories -args -record)", err)
 			}
 			defer f.Close()
 			h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
