@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -78,7 +79,7 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 	activity.RecordHeartbeat(ctx, p)
 	for {
 		if !in.Forever && !time.Now().Before(end) {
-			return p.Result, nil
+			return blind(p.Result), nil
 		}
 		select {
 		case <-ctx.Done():
@@ -146,6 +147,26 @@ func (a *Activities) judge(ctx context.Context, sig Signals, in WatchInput, metr
 		requests = r.Value * w.Seconds()
 	}
 	return analysis.Judge(metrics, obs, requests, in.MinRequests), nil
+}
+
+// blind fails a window whose samples were mostly inconclusive: a canary
+// nobody could observe (the metrics backend down, no traffic) is not a
+// canary that passed. At least half the samples must be conclusive.
+func blind(r WatchResult) WatchResult {
+	if r.Failed || r.Samples == 0 {
+		return r
+	}
+	if conclusive := r.Samples - r.Inconclusive; conclusive*2 < r.Samples {
+		r.Failed = true
+		r.Reason = fmt.Sprintf("signals unavailable: %d of %d samples inconclusive", r.Inconclusive, r.Samples)
+		if n := len(r.Last); n > 0 {
+			r.FailedAt = r.Last[n-1].At
+			if why := r.Last[n-1].Reason; why != "" {
+				r.Reason += " (last: " + why + ")"
+			}
+		}
+	}
+	return r
 }
 
 func withoutBaseline(ms []analysis.Metric) []analysis.Metric {

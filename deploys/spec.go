@@ -227,6 +227,9 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 		if st.Pause < 0 {
 			c.Fail(p+".pause", "must not be negative, got %s", st.Pause)
 		}
+		if st.Pause > 0 && st.Pause < a.Interval {
+			c.Fail(p+".pause", "%s is shorter than analysis.interval %s: no sample would be taken", st.Pause, a.Interval)
+		}
 		prev = st.Weight
 	}
 }

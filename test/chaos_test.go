@@ -236,15 +236,8 @@ func stepsSummary(steps []workflows.StepRecord) string {
 // metrics backend down for the whole deploy), every sample is inconclusive
 // and nothing about the canary is known. Such a deploy must not promote a
 // version that fails 30% of its requests.
-//
-// It fails today: Watch counts failed reads as inconclusive and a window of
-// only inconclusive samples passes, so the bad version is promoted. It is
-// skipped unless DRILLSHIP_KNOWN_BUGS=1 until activities/watch.go refuses to
-// pass a window without enough conclusive samples.
+// A window with fewer than half its samples conclusive fails the judgement.
 func TestBlindAnalysisDoesNotPromote(t *testing.T) {
-	if os.Getenv("DRILLSHIP_KNOWN_BUGS") != "1" {
-		t.Skip("known bug: a watch window with no conclusive sample passes (set DRILLSHIP_KNOWN_BUGS=1 to run)")
-	}
 	env, ch := chaosEnv(t)
 	spec := deploySpec(t, env)
 	spec.Analysis.Target = activities.Target{Provider: chaos.Name, Config: map[string]any{
@@ -255,7 +248,7 @@ func TestBlindAnalysisDoesNotPromote(t *testing.T) {
 	st := state(t, env)
 	t.Logf("signals down for the whole deploy: outcome %s (%s), steps %s, weights %v, %d reads failed",
 		res.Outcome, res.Reason, stepsSummary(res.Steps), st.VersionWeights, ch.Stats().Faults())
-	if res.Outcome == workflows.OutcomePromoted || st.VersionWeights["v2"] != 0 || st.Stable != "v1" {
+	if res.Outcome != workflows.OutcomeRolledBack || !strings.Contains(res.Reason, "signals unavailable") || st.VersionWeights["v2"] != 0 || st.Stable != "v1" {
 		t.Fatalf("a version nobody could observe (30%% errors) was promoted: outcome %s, weights %v, stable %s",
 			res.Outcome, st.VersionWeights, st.Stable)
 	}
