@@ -44,6 +44,10 @@ func App() *ucli.App {
 			benchCommand(),
 			iamPolicyCommand(),
 		},
+		CommandNotFound: func(c *ucli.Context, name string) {
+			fmt.Fprintf(c.App.ErrWriter, "drillship: %q is not a command; see `drillship --help`\n", name)
+			os.Exit(ExitUsage)
+		},
 		ExitErrHandler: func(c *ucli.Context, err error) {
 			if err == nil {
 				return
@@ -67,6 +71,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := App()
 	app.Writer, app.ErrWriter = stdout, stderr
 	code := 0
+	// Sub-commands' apps inherit this hook.
+	app.CommandNotFound = func(c *ucli.Context, name string) {
+		where := "drillship"
+		if c.Command != nil && c.Command.Name != "" && c.Command.Name != app.Name {
+			where = "drillship " + c.Command.FullName()
+		}
+		fmt.Fprintf(stderr, "drillship: %q is not a command; see `%s --help`\n", name, where)
+		code = ExitUsage
+	}
 	app.ExitErrHandler = func(c *ucli.Context, err error) {
 		if err == nil {
 			return

@@ -3,6 +3,7 @@ package worker
 import (
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/activities/arc"
+	"github.com/drillship/drillship/activities/chaos"
 	"github.com/drillship/drillship/activities/cloudwatch"
 	"github.com/drillship/drillship/activities/ecs"
 	"github.com/drillship/drillship/activities/elbv2"
@@ -28,7 +29,7 @@ type ProviderOptions struct {
 // Providers returns the registry of every provider drillship ships. Adding
 // a provider is one package and one line here.
 func Providers(o ProviderOptions) *activities.Registry {
-	return activities.NewRegistry(
+	base := []activities.Provider{
 		local.Provider(o.LocalEnvURL),
 		haproxy.Provider(),
 		postgres.Provider(),
@@ -47,5 +48,8 @@ func Providers(o ProviderOptions) *activities.Registry {
 		rds.Provider(),
 		cloudwatch.Provider(),
 		fis.Provider(),
-	)
+	}
+	// chaos wraps any of the others with timeouts, throttling and 5xx, for
+	// game days against a flaky cloud: {provider: chaos, config: {wrap: ...}}.
+	return activities.NewRegistry(append(base, chaos.Provider(activities.NewRegistry(base...)))...)
 }
