@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -39,6 +40,7 @@ func New(c client.Client, reg *activities.Registry, logger *slog.Logger, o Optio
 	wo := sdkworker.Options{
 		MaxConcurrentActivityExecutionSize:     o.MaxActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: o.MaxWorkflows,
+		Interceptors:                           []interceptor.WorkerInterceptor{&keepalive{}},
 	}
 	w := sdkworker.New(c, o.TaskQueue, wo)
 	acts := activities.New(reg, logger)

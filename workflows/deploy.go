@@ -255,9 +255,13 @@ func (d *deploy) setPhase(ctx workflow.Context, phase string) {
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrPhase.ValueSet(phase), AttrStep.ValueSet(int64(d.st.Step)))
 }
 
+// opts are the options of the provider calls. The worker heartbeats them
+// (worker/keepalive.go): a dead worker is noticed in seconds, while a call
+// may wait minutes for a cloud API (ECS steady state, Route 53 INSYNC).
 func opts(summary string, maxAttempts int32) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
+		StartToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:    10 * time.Second,
 		Summary:             summary,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    200 * time.Millisecond,

@@ -462,6 +462,13 @@ func (d *drill) deployDrill(ctx, pctx workflow.Context, st drills.Step) error {
 	return d.recover(ctx, pctx)
 }
 
+// beatFor is the heartbeat timeout of an activity that heartbeats once per
+// sample: long enough for a slow sample, short enough to notice a dead
+// worker.
+func beatFor(interval time.Duration) time.Duration {
+	return max(10*time.Second, 2*interval+time.Second)
+}
+
 type preflightError struct{ msg string }
 
 func (e preflightError) Error() string { return e.msg }
@@ -540,7 +547,7 @@ func (d *drill) startGuardrails(ctx, pctx workflow.Context) {
 		if len(g.Checks) > 0 {
 			ao := opts("Guardrails", 0)
 			ao.StartToCloseTimeout = g.MaxDuration.D() + time.Hour
-			ao.HeartbeatTimeout = 10 * time.Second
+			ao.HeartbeatTimeout = beatFor(g.Interval.D())
 			f := workflow.ExecuteActivity(workflow.WithActivityOptions(gctx, ao), d.act.Guard, activities.WaitInput{
 				ChecksInput: activities.ChecksInput{Signals: d.signals(), Checks: g.Checks},
 				Interval:    g.Interval.D(),
@@ -566,7 +573,7 @@ func (d *drill) execAct(ctx workflow.Context, summary string, fn, arg, out any) 
 func (d *drill) wait(ctx workflow.Context, summary string, in activities.WaitInput, out *activities.WaitResult) error {
 	ao := opts(summary, 0)
 	ao.StartToCloseTimeout = in.Timeout + in.HoldFor + time.Minute
-	ao.HeartbeatTimeout = 10 * time.Second
+	ao.HeartbeatTimeout = beatFor(in.Interval)
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ao), d.act.WaitFor, in).Get(ctx, out)
 	// Keep the readings of the drill's main SLI for the report's chart.
 	if len(d.spec.Mitigation.SLO) > 0 {

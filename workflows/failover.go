@@ -55,7 +55,7 @@ func Failover(ctx workflow.Context, in FailoverInput) (FailoverResult, error) {
 	}
 	wo := opts("Verify "+activities.FormatWeights(in.Weights), 3)
 	wo.StartToCloseTimeout = timeout + time.Minute
-	wo.HeartbeatTimeout = 10 * time.Second
+	wo.HeartbeatTimeout = beatFor(in.Interval)
 	var vr activities.WaitResult
 	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, wo), a.WaitFor, activities.WaitInput{
 		ChecksInput: activities.ChecksInput{Signals: in.Signals, Checks: in.Verify},
