@@ -105,30 +105,38 @@ func deployStart() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			if !c.Bool("wait") {
-				if asJSON {
-					return printJSON(c.App.Writer, map[string]string{"id": run.GetID(), "runId": run.GetRunID()})
-				}
-				fmt.Fprintf(c.App.Writer, "started %s\n  watch: drillship deploy status %s\n", run.GetID(), run.GetID())
-				return nil
-			}
-			res, err := WaitDeploy(c.Context, cl, run, progressWriter(c, asJSON))
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if err := printJSON(c.App.Writer, res); err != nil {
-					return err
-				}
-			} else {
-				printDeployResult(c.App.Writer, res)
-			}
-			if res.Outcome != workflows.OutcomePromoted {
-				return ucli.Exit("", ExitOutcome)
-			}
-			return nil
+			return follow(c, cl, run, asJSON, "drillship deploy status "+run.GetID(), WaitDeploy, printDeployResult,
+				func(r workflows.DeployResult) bool { return r.Outcome == workflows.OutcomePromoted })
 		},
 	}
+}
+
+// follow prints what was started, or with --wait waits with a live display,
+// prints the result, and exits 3 unless ok says it went as hoped.
+func follow[R any](c *ucli.Context, cl client.Client, run client.WorkflowRun, asJSON bool, hint string,
+	wait func(context.Context, client.Client, client.WorkflowRun, io.Writer) (R, error), print func(io.Writer, R), ok func(R) bool) error {
+	if !c.Bool("wait") {
+		if asJSON {
+			return printJSON(c.App.Writer, map[string]string{"id": run.GetID(), "runId": run.GetRunID()})
+		}
+		fmt.Fprintf(c.App.Writer, "started %s\n  next: %s\n", run.GetID(), hint)
+		return nil
+	}
+	res, err := wait(c.Context, cl, run, progressWriter(c, asJSON))
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if err := printJSON(c.App.Writer, res); err != nil {
+			return err
+		}
+	} else {
+		print(c.App.Writer, res)
+	}
+	if !ok(res) {
+		return ucli.Exit("", ExitOutcome)
+	}
+	return nil
 }
 
 // StartDeploy starts a deploy workflow; a running deploy of the same version

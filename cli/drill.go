@@ -117,28 +117,8 @@ func drillRun() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			if !c.Bool("wait") {
-				if asJSON {
-					return printJSON(c.App.Writer, map[string]string{"id": run.GetID(), "runId": run.GetRunID()})
-				}
-				fmt.Fprintf(c.App.Writer, "started %s\n  report: drillship drill report %s --format md\n", run.GetID(), run.GetID())
-				return nil
-			}
-			rec, err := WaitDrill(c.Context, cl, run, progressWriter(c, asJSON))
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if err := printJSON(c.App.Writer, rec); err != nil {
-					return err
-				}
-			} else {
-				printDrill(c.App.Writer, rec)
-			}
-			if rec.Outcome != ledger.OutcomeRecovered || !rec.Restored {
-				return ucli.Exit("", ExitOutcome)
-			}
-			return nil
+			return follow(c, cl, run, asJSON, "drillship drill report "+run.GetID()+" --format md", WaitDrill, printDrill,
+				func(r ledger.Record) bool { return r.Outcome == ledger.OutcomeRecovered && r.Restored })
 		},
 	}
 }

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"os"
 	"path/filepath"
@@ -136,5 +137,21 @@ func TestScheduleNextRunsOnFirstTuesdays(t *testing.T) {
 	}
 	if code, _, stderr := runCLI("drill", "schedule", "delete", "region-failover", "--address", env.Stack.Address()); code != 0 {
 		t.Fatalf("delete: %s", stderr)
+	}
+}
+
+func TestDeployStartWaitExitCodes(t *testing.T) {
+	env := start(t, false)
+	code, out, stderr := runCLI("deploy", "start", "web-canary", "--version", "v2", "--wait", "--output", "json",
+		"--address", env.Stack.Address(), "--local-env", env.LocalURL())
+	var res struct{ Outcome string }
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Outcome != "promoted" {
+		t.Fatalf("good deploy: exit %d outcome %q\n%s\n%s", code, res.Outcome, out, stderr)
+	}
+	postJSON(t, env.LocalURL()+"/api/faults", map[string]any{"kind": "bad_version", "params": map[string]string{"version": "v3", "rate": "0.3"}})
+	code, out, stderr = runCLI("deploy", "start", "web-canary", "--version", "v3", "--wait",
+		"--address", env.Stack.Address(), "--local-env", env.LocalURL())
+	if code != cli.ExitOutcome || !strings.Contains(out, "rolled_back") || !strings.Contains(stderr, "[watching]") {
+		t.Fatalf("bad deploy: exit %d, want %d with the result on stdout and progress on stderr\n%s\n%s", code, cli.ExitOutcome, out, stderr)
 	}
 }
