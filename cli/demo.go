@@ -33,6 +33,7 @@ type DemoDrill struct {
 	Name     string           `json:"name"`
 	Outcome  string           `json:"outcome"`
 	Restored bool             `json:"restored"`
+	Reason   string           `json:"reason,omitempty"`
 	Marks    map[string]int64 `json:"marks"`
 	Scores   []ledger.Score   `json:"scores"`
 	ID       string           `json:"id"`
@@ -139,6 +140,12 @@ func RunDemo(ctx context.Context, env *devenv.Env, progress io.Writer) (DemoSumm
 	if err != nil {
 		return sum, err
 	}
+	// The bad canary's errors are still inside the drill's steady-state
+	// window right after its rollback; the drill would rightly refuse to
+	// inject. Wait until the steady state holds, as a person would.
+	if err := settle(ctx, env, dspec.SteadyState, progress); err != nil {
+		return sum, err
+	}
 	fmt.Fprintf(progress, "\n== drill %s (automated)\n", dspec.Name)
 	dr, err := StartDrill(ctx, env.Client, workflows.DrillInput{Spec: *dspec, Mode: drills.ModeAutomated, RequestedBy: "demo"})
 	if err != nil {
@@ -148,10 +155,41 @@ func RunDemo(ctx context.Context, env *devenv.Env, progress io.Writer) (DemoSumm
 	if err != nil {
 		return sum, err
 	}
-	sum.Drills = append(sum.Drills, DemoDrill{Name: rec.Name, Outcome: rec.Outcome, Restored: rec.Restored,
+	sum.Drills = append(sum.Drills, DemoDrill{Name: rec.Name, Outcome: rec.Outcome, Restored: rec.Restored, Reason: rec.Reason,
 		Marks: rec.MarkMap(), Scores: rec.Scores, ID: rec.ID})
 	sum.OK = sum.OK && rec.Outcome == ledger.OutcomeRecovered && rec.Restored
 	return sum, nil
+}
+
+// settle waits (up to a minute) until every check holds.
+func settle(ctx context.Context, env *devenv.Env, checks []activities.Check, progress io.Writer) error {
+	sig, err := env.Registry.Signals(activities.Target{Provider: "local"})
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ok := true
+		for _, c := range checks {
+			s, err := sig.Sample(ctx, c.Query)
+			if err != nil || !c.Eval(s).OK {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the local environment did not return to its steady state within a minute")
+		}
+		fmt.Fprintln(progress, "waiting for the steady state to hold before the drill...")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func printDemo(w io.Writer, s DemoSummary) {
@@ -172,6 +210,9 @@ func printDemo(w io.Writer, s DemoSummary) {
 	}
 	for _, d := range s.Drills {
 		fmt.Fprintf(w, "drill   %-26s %-12s restored=%v\n", d.Name, d.Outcome, d.Restored)
+		if d.Reason != "" {
+			fmt.Fprintf(w, "        reason: %s\n", d.Reason)
+		}
 		t0 := d.Marks[ledger.Injected]
 		for _, m := range ledger.Order {
 			if at, ok := d.Marks[m]; ok {
