@@ -119,11 +119,7 @@ func (t *Traffic) clusterEndpoints(ctx context.Context, cfg aws.Config) ([]Endpo
 	if len(t.endpoints) > 0 {
 		return t.endpoints, nil
 	}
-	cc := route53recoverycontrolconfig.NewFromConfig(cfg, func(o *route53recoverycontrolconfig.Options) {
-		if ep := t.conn.Endpoint(); ep != nil {
-			o.BaseEndpoint = ep
-		}
-	})
+	cc := route53recoverycontrolconfig.NewFromConfig(cfg)
 	out, err := cc.DescribeCluster(ctx, &route53recoverycontrolconfig.DescribeClusterInput{ClusterArn: aws.String(t.cfg.ClusterARN)})
 	if err != nil {
 		return nil, awsconf.Classify(err, "route53-recovery-control-config:DescribeCluster", t.cfg.ClusterARN)

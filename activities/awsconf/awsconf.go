@@ -144,6 +144,12 @@ func (c *Conn) Config(ctx context.Context) (aws.Config, error) {
 		})
 		cfg.Credentials = aws.NewCredentialsCache(provider)
 	}
+	// Set after the STS client above, which keeps its own endpoint: the
+	// target's endpoint is for the service it names. Every service client
+	// built from cfg uses it; unset, AWS_ENDPOINT_URL* still apply.
+	if ep := c.Endpoint(); ep != nil {
+		cfg.BaseEndpoint = ep
+	}
 	c.cfg = &cfg
 	return cfg, nil
 }

@@ -117,11 +117,7 @@ func (s *Signals) client(ctx context.Context) (*cw.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cw.NewFromConfig(cfg, func(o *cw.Options) {
-		if ep := s.conn.Endpoint(); ep != nil {
-			o.BaseEndpoint = ep
-		}
-	}), nil
+	return cw.NewFromConfig(cfg), nil
 }
 
 // Sample answers metric "alarm" from alarm state and history, and any

@@ -108,11 +108,7 @@ func (r *Release) client(ctx context.Context) (*ecs.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ecs.NewFromConfig(cfg, func(o *ecs.Options) {
-		if ep := r.conn.Endpoint(); ep != nil {
-			o.BaseEndpoint = ep
-		}
-	}), nil
+	return ecs.NewFromConfig(cfg), nil
 }
 
 func (r *Release) svcRes(name string) string { return "service/" + r.cfg.Cluster + "/" + name }

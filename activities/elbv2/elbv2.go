@@ -100,11 +100,7 @@ func (t *Traffic) client(ctx context.Context) (*elb.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return elb.NewFromConfig(cfg, func(o *elb.Options) {
-		if ep := t.conn.Endpoint(); ep != nil {
-			o.BaseEndpoint = ep
-		}
-	}), nil
+	return elb.NewFromConfig(cfg), nil
 }
 
 // targetGroupARNs resolves target group names to ARNs with one

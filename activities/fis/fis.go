@@ -80,11 +80,7 @@ func (f *Faults) client(ctx context.Context) (*awsfis.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return awsfis.NewFromConfig(cfg, func(o *awsfis.Options) {
-		if ep := f.conn.Endpoint(); ep != nil {
-			o.BaseEndpoint = ep
-		}
-	}), nil
+	return awsfis.NewFromConfig(cfg), nil
 }
 
 // clientToken is stable across retries of one activity (same workflow run

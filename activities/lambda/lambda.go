@@ -96,11 +96,7 @@ func (c *Client) client(ctx context.Context) (*lam.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return lam.NewFromConfig(cfg, func(o *lam.Options) {
-		if ep := c.conn.Endpoint(); ep != nil {
-			o.BaseEndpoint = ep
-		}
-	}), nil
+	return lam.NewFromConfig(cfg), nil
 }
 
 func (c *Client) fnName() string {

@@ -137,11 +137,7 @@ func (d *Database) client(ctx context.Context) (*rds.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rds.NewFromConfig(cfg, func(o *rds.Options) {
-		if ep := d.conn.Endpoint(); ep != nil {
-			o.BaseEndpoint = ep
-		}
-	}), nil
+	return rds.NewFromConfig(cfg), nil
 }
 
 func (d *Database) id(node string) (string, error) {

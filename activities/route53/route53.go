@@ -125,11 +125,7 @@ func (t *Traffic) client(ctx context.Context) (*r53.Client, error) {
 }
 
 func newClient(cfg aws.Config, conn *awsconf.Conn) *r53.Client {
-	return r53.NewFromConfig(cfg, func(o *r53.Options) {
-		if ep := conn.Endpoint(); ep != nil {
-			o.BaseEndpoint = ep
-		}
-	})
+	return r53.NewFromConfig(cfg)
 }
 
 // records lists the weighted record sets of the name and type, keyed by
