@@ -1,72 +1,14 @@
 package deploys
 
 import (
-	"bytes"
-	"errors"
-	"io/fs"
-	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
-
-	"github.com/drillship/drillship/specfile"
+	"github.com/drillship/drillship/specfile/specfiletest"
 )
 
-// FuzzParse checks that any input either parses into a spec that stays valid
-// through a YAML round trip, or is refused with an error that names the file
-// and locates every problem. Seeds: testdata/fuzz/FuzzParse and the shipped
-// specs. Run: go test -run '^$' -fuzz=FuzzParse -fuzztime=3m ./deploys/
+// Run: go test -run '^$' -fuzz=FuzzParse -fuzztime=3m ./deploys/
 func FuzzParse(f *testing.F) {
-	names, err := fs.Glob(files, "*.yaml")
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, n := range names {
-		data, err := files.ReadFile(n)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		spec, err := Parse("fuzz.yaml", data, nil)
-		if err != nil {
-			checkError(t, err)
-			return
-		}
-		if err := spec.Validate(nil); err != nil {
-			t.Fatalf("Parse accepted the spec but Validate refuses it: %v", err)
-		}
-		out, err := yaml.Marshal(spec)
-		if err != nil {
-			t.Fatalf("marshal parsed spec: %v", err)
-		}
-		again, err := Parse("fuzz.yaml", out, nil)
-		if err != nil {
-			t.Fatalf("re-parse of the marshalled spec failed: %v\n--- marshalled:\n%s", err, out)
-		}
-		// The round trip must not change the spec.
-		out2, err := yaml.Marshal(again)
-		if err != nil {
-			t.Fatalf("marshal re-parsed spec: %v", err)
-		}
-		if !bytes.Equal(out, out2) {
-			t.Fatalf("round trip changed the spec:\n--- first:\n%s\n--- second:\n%s", out, out2)
-		}
-	})
-}
-
-func checkError(t *testing.T, err error) {
-	t.Helper()
-	if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
-		t.Fatalf("error does not start with the file name: %q", err)
-	}
-	var es specfile.Errors
-	if errors.As(err, &es) {
-		for i, e := range es {
-			if e.File != "fuzz.yaml" || (e.Field == "" && e.Line <= 0) {
-				t.Fatalf("error %d of %d has no field and no line (or names file %q): %q", i+1, len(es), e.File, e.Error())
-			}
-		}
-	}
+	specfiletest.FuzzParse(f, files,
+		func(file string, data []byte) (*Spec, error) { return Parse(file, data, nil) },
+		func(s *Spec) error { return s.Validate(nil) })
 }
