@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Capability names, as specs and error messages spell them.
@@ -25,12 +26,15 @@ const (
 // provider it ships; the CLI uses the same one to validate specs.
 type Registry struct {
 	providers map[string]Provider
+
+	mu      sync.Mutex
+	clients map[string]any // built clients, by capability, provider and settings
 }
 
 // NewRegistry returns a registry holding ps. A duplicate name panics: it is a
 // programming error, found at start-up.
 func NewRegistry(ps ...Provider) *Registry {
-	r := &Registry{providers: map[string]Provider{}}
+	r := &Registry{providers: map[string]Provider{}, clients: map[string]any{}}
 	for _, p := range ps {
 		if _, dup := r.providers[p.Name]; dup {
 			panic("activities: provider registered twice: " + p.Name)
@@ -108,64 +112,68 @@ func (r *Registry) Validate(capability string, t Target) error {
 	return nil
 }
 
-// Traffic builds the traffic client for t.
+// Traffic returns the traffic client for t.
 func (r *Registry) Traffic(t Target) (Traffic, error) {
-	p, err := r.lookup(CapTraffic, t)
-	if err != nil {
-		return nil, Permanent(err)
-	}
-	c, err := p.Traffic(t.Config)
-	return c, permanentIf(err)
+	return client(r, CapTraffic, t, func(p Provider) (Traffic, error) { return p.Traffic(t.Config) })
 }
 
-// Release builds the release client for t.
+// Release returns the release client for t.
 func (r *Registry) Release(t Target) (Release, error) {
-	p, err := r.lookup(CapRelease, t)
-	if err != nil {
-		return nil, Permanent(err)
-	}
-	c, err := p.Release(t.Config)
-	return c, permanentIf(err)
+	return client(r, CapRelease, t, func(p Provider) (Release, error) { return p.Release(t.Config) })
 }
 
-// Signals builds the signals client for t.
+// Signals returns the signals client for t.
 func (r *Registry) Signals(t Target) (Signals, error) {
-	p, err := r.lookup(CapSignals, t)
-	if err != nil {
-		return nil, Permanent(err)
-	}
-	c, err := p.Signals(t.Config)
-	return c, permanentIf(err)
+	return client(r, CapSignals, t, func(p Provider) (Signals, error) { return p.Signals(t.Config) })
 }
 
-// Faults builds the faults client for t.
+// Faults returns the faults client for t.
 func (r *Registry) Faults(t Target) (Faults, error) {
-	p, err := r.lookup(CapFaults, t)
-	if err != nil {
-		return nil, Permanent(err)
-	}
-	c, err := p.Faults(t.Config)
-	return c, permanentIf(err)
+	return client(r, CapFaults, t, func(p Provider) (Faults, error) { return p.Faults(t.Config) })
 }
 
-// Database builds the database client for t.
+// Database returns the database client for t.
 func (r *Registry) Database(t Target) (Database, error) {
-	p, err := r.lookup(CapDatabase, t)
-	if err != nil {
-		return nil, Permanent(err)
-	}
-	c, err := p.Database(t.Config)
-	return c, permanentIf(err)
+	return client(r, CapDatabase, t, func(p Provider) (Database, error) { return p.Database(t.Config) })
 }
 
-// Runner builds the runner for t.
+// Runner returns the runner for t.
 func (r *Registry) Runner(t Target) (Runner, error) {
-	p, err := r.lookup(CapRunner, t)
+	return client(r, CapRunner, t, func(p Provider) (Runner, error) { return p.Runner(t.Config) })
+}
+
+// client returns the client built for the same capability, provider and
+// settings before, or builds it. Watches and waits ask for their clients on
+// every sample; building anew would reload AWS configuration (and assume the
+// role again) each time.
+func client[C any](r *Registry, capability string, t Target, build func(Provider) (C, error)) (C, error) {
+	var zero C
+	p, err := r.lookup(capability, t)
 	if err != nil {
-		return nil, Permanent(err)
+		return zero, Permanent(err)
 	}
-	c, err := p.Runner(t.Config)
-	return c, permanentIf(err)
+	settings, err := json.Marshal(t.Config) // map keys are sorted: a stable key
+	if err != nil {
+		return zero, Permanent(fmt.Errorf("config: %w", err))
+	}
+	key := capability + "\x00" + t.Provider + "\x00" + string(settings)
+	r.mu.Lock()
+	c, ok := r.clients[key]
+	r.mu.Unlock()
+	if ok {
+		return c.(C), nil
+	}
+	built, err := build(p)
+	if err != nil {
+		return zero, permanentIf(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.clients[key]; ok {
+		return c.(C), nil // another call built it first; share one
+	}
+	r.clients[key] = built
+	return built, nil
 }
 
 func permanentIf(err error) error {
