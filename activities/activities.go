@@ -108,16 +108,6 @@ func (a *Activities) SetWeights(ctx context.Context, in WeightsInput) (WeightsRe
 	return WeightsResult{Weights: got, At: nowMs(), Changed: true, Attempt: attempt}, nil
 }
 
-// GetWeights reads the weights of a traffic target.
-func (a *Activities) GetWeights(ctx context.Context, t Target) (Weights, error) {
-	c, err := a.Reg.Traffic(t)
-	if err != nil {
-		return nil, wrap("traffic", err)
-	}
-	w, err := c.Weights(ctx)
-	return w, wrap("read weights", err)
-}
-
 func contains(have, want Weights) bool {
 	for k, v := range want {
 		if have[k] != v {

@@ -369,16 +369,6 @@ func (a *Activities) DBOp(ctx context.Context, in DBInput) (ActionResult, error)
 	return ActionResult{Output: Output{Detail: in.Op + " " + in.Node}, StartedAt: start, EndedAt: nowMs(), Attempt: activity.GetInfo(ctx).Attempt}, nil
 }
 
-// DBStatus reads every node.
-func (a *Activities) DBStatus(ctx context.Context, t Target) ([]DBNode, error) {
-	db, err := a.Reg.Database(t)
-	if err != nil {
-		return nil, wrap("database", err)
-	}
-	n, err := db.Status(ctx)
-	return n, wrap("database status", err)
-}
-
 // WorkloadInput runs a database workload across a drill's fault.
 type WorkloadInput struct {
 	Target   Target        `json:"target"`
