@@ -224,3 +224,112 @@ func has(list []string, s string) bool {
 	}
 	return false
 }
+
+// FaultInput injects or stops a fault. Fault.Owner is the drill's workflow
+// id; providers mark what they create with it.
+type FaultInput struct {
+	Target Target `json:"target"`
+	Fault  Fault  `json:"fault"`
+	Handle string `json:"handle,omitempty"`
+}
+
+// FaultResult is the handle and when the fault was seen in effect (or ended).
+// A stop says what it found: NotFound when nothing of the owner's was there
+// (the fault never started), NotOurs when the handle named someone else's
+// fault (left alone).
+type FaultResult struct {
+	Handle   string   `json:"handle"`
+	At       int64    `json:"at"`
+	Attempt  int32    `json:"attempt"`
+	Stopped  []string `json:"stopped,omitempty"`
+	NotFound bool     `json:"notFound,omitempty"`
+	NotOurs  string   `json:"notOurs,omitempty"`
+}
+
+// InjectFault puts a fault in effect; providers make it idempotent. When the
+// provider created the fault and then failed (an experiment that started
+// but never ran), the error carries FaultResult{Handle} as its details (see
+// HandleOf) so that the workflow can record what to stop.
+func (a *Activities) InjectFault(ctx context.Context, in FaultInput) (FaultResult, error) {
+	f, err := a.Reg.Faults(in.Target)
+	if err != nil {
+		return FaultResult{}, wrap("faults", err)
+	}
+	a.observe("inject")
+	attempt := activity.GetInfo(ctx).Attempt
+	h, err := f.Inject(ctx, in.Fault)
+	if err != nil {
+		if h == "" {
+			return FaultResult{}, wrap("inject "+in.Fault.Kind, err)
+		}
+		return FaultResult{}, temporal.NewApplicationErrorWithOptions(
+			fmt.Sprintf("inject %s: %v (created %s)", in.Fault.Kind, err, h), "InjectFailed",
+			temporal.ApplicationErrorOptions{NonRetryable: IsPermanent(err), Cause: err,
+				Details: []any{FaultResult{Handle: h, At: nowMs(), Attempt: attempt}}})
+	}
+	return FaultResult{Handle: h, At: nowMs(), Attempt: attempt}, nil
+}
+
+// HandleOf returns the handle that a failed InjectFault carries, if any. It
+// only decodes the error, so workflows may call it.
+func HandleOf(err error) string {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != "InjectFailed" || !ae.HasDetails() {
+		return ""
+	}
+	var fr FaultResult
+	if ae.Details(&fr) != nil {
+		return ""
+	}
+	return fr.Handle
+}
+
+// StopFault ends the owner's fault; ending one that is over is fine, and
+// finding none of the owner's is reported (NotFound), not an error.
+func (a *Activities) StopFault(ctx context.Context, in FaultInput) (FaultResult, error) {
+	f, err := a.Reg.Faults(in.Target)
+	if err != nil {
+		return FaultResult{}, wrap("faults", err)
+	}
+	a.observe("stop-fault")
+	r, err := f.Stop(ctx, in.Fault, in.Handle)
+	if err != nil {
+		return FaultResult{}, wrap("stop "+in.Fault.Kind, err)
+	}
+	if r.NotOurs != "" {
+		activity.GetLogger(ctx).Warn("fault handle names someone else's fault: left alone", "handle", in.Handle, "notOurs", r.NotOurs)
+	}
+	return FaultResult{Handle: in.Handle, At: nowMs(), Attempt: activity.GetInfo(ctx).Attempt,
+		Stopped: r.Stopped, NotFound: r.NotFound, NotOurs: r.NotOurs}, nil
+}
+
+// ActionInput runs a runbook step.
+type ActionInput struct {
+	Target Target `json:"target"`
+	Action Action `json:"action"`
+}
+
+// ActionResult says what the action did and when it ran.
+type ActionResult struct {
+	Output    Output `json:"output"`
+	StartedAt int64  `json:"startedAt"`
+	EndedAt   int64  `json:"endedAt"`
+	Attempt   int32  `json:"attempt"`
+}
+
+// RunAction runs one runbook action. Action.Key (the drill id and step)
+// is the same on every attempt; see Runner for which actions are safe to
+// retry.
+func (a *Activities) RunAction(ctx context.Context, in ActionInput) (ActionResult, error) {
+	start := nowMs()
+	r, err := a.Reg.Runner(in.Target)
+	if err != nil {
+		return ActionResult{}, wrap("runner", err)
+	}
+	a.observe("action:" + in.Action.Name)
+	out, err := r.Run(ctx, in.Action)
+	if err != nil {
+		return ActionResult{Output: out, StartedAt: start, EndedAt: nowMs()}, wrap("action "+in.Action.Name, err)
+	}
+	return ActionResult{Output: out, StartedAt: start, EndedAt: nowMs(), Attempt: activity.GetInfo(ctx).Attempt}, nil
+}

@@ -103,15 +103,51 @@ type Signals interface {
 type Fault struct {
 	Kind   string            `json:"kind" yaml:"kind"`
 	Params map[string]string `json:"params,omitempty" yaml:"params,omitempty"`
+	// Owner is who puts the fault in: the drill's workflow id. A spec never
+	// sets it; the workflow does. Providers mark what they create with it
+	// (a field, a tag, a name prefix) so that a restore ends only its own
+	// faults and never one a person or another drill put in.
+	Owner string `json:"owner,omitempty" yaml:"-"`
+}
+
+// StopResult says what Faults.Stop did.
+type StopResult struct {
+	// Stopped lists the owner's faults that are over now (ended by this call
+	// or found ended: a retried Stop is a success, not a miss).
+	Stopped []string `json:"stopped,omitempty"`
+	// NotFound: nothing of this owner and kind exists to stop (it was never
+	// started). Not an error.
+	NotFound bool `json:"notFound,omitempty"`
+	// NotOurs is set when the handle names a fault of someone else, which
+	// was left alone: "<id> belongs to <owner>".
+	NotOurs string `json:"notOurs,omitempty"`
 }
 
 // Faults injects and stops faults.
+//
+// Ownership: Inject marks what it creates with f.Owner, and Stop acts only
+// on faults that carry the same owner and kind. Stop first tries the handle;
+// when the handle is empty (the inject failed or crashed before the handle
+// was recorded), unknown, or names a fault of someone else, it looks the
+// owner's faults of this kind up instead. With an empty Owner (runs started
+// before ownership existed) Stop ends only the fault its handle names, and
+// only if that fault has no owner and the same kind.
 type Faults interface {
 	// Inject puts the fault in effect and returns a handle that Stop takes
-	// (an experiment id, for example). Idempotent for the same fault.
+	// (an experiment id, for example). Idempotent for the same fault and
+	// owner. When it fails after the fault was created, it returns the
+	// handle together with the error.
 	Inject(ctx context.Context, f Fault) (handle string, err error)
-	// Stop ends the fault. Stopping a fault that is not in effect is fine.
-	Stop(ctx context.Context, f Fault, handle string) error
+	// Stop ends the owner's fault. Stopping one that is over is fine.
+	Stop(ctx context.Context, f Fault, handle string) (StopResult, error)
+}
+
+// NotOurs formats StopResult.NotOurs.
+func NotOurs(id, owner string) string {
+	if owner == "" {
+		owner = "no drill (put in by hand)"
+	}
+	return id + " belongs to " + owner
 }
 
 // DBNode is one database node as the provider sees it.
@@ -140,6 +176,11 @@ type Action struct {
 	Name   string            `json:"name" yaml:"name"`
 	Params map[string]string `json:"params,omitempty" yaml:"params,omitempty"`
 	Argv   []string          `json:"argv,omitempty" yaml:"argv,omitempty"`
+	// Key identifies this run of the action across retries: "<drill id>/<step>".
+	// The workflow sets it; runners whose actions are not idempotent by
+	// nature hand it to the action (exec: env DRILLSHIP_IDEMPOTENCY_KEY) so
+	// that a retried attempt can tell it already did its work.
+	Key string `json:"key,omitempty" yaml:"-"`
 }
 
 // Output is what a Runner observed while it ran an action.
@@ -149,8 +190,24 @@ type Output struct {
 }
 
 // Runner runs provider-specific actions (exec, shed load, repoint an app).
+//
+// Actions are retried after a crash or a transient error, so what is safe
+// to retry matters:
+//   - local (shed, unshed, load): safe. Each sets a state rather than
+//     toggling or adding to it, so a second run finds it set.
+//   - lab: safe for the same reason (each action sets a named state).
+//   - exec: only as safe as the command. It gets Action.Key in
+//     DRILLSHIP_IDEMPOTENCY_KEY, the same on every attempt, and should use
+//     it to skip work it has already done.
 type Runner interface {
 	Run(ctx context.Context, a Action) (Output, error)
+}
+
+// LoadReader is an optional capability of a Runner whose "load" action sets
+// a load multiplier: it reads the multiplier in effect, so that a snapshot
+// can record it and PutBack can restore it.
+type LoadReader interface {
+	Load(ctx context.Context) (float64, error)
 }
 
 // Provider builds clients of one provider from a target's settings. A

@@ -125,7 +125,7 @@ func RunDemo(ctx context.Context, env *devenv.Env, progress io.Writer) (DemoSumm
 		}
 		res, err := WaitDeploy(ctx, env.Client, wr, progress)
 		if r.bad {
-			_ = faults.Stop(ctx, fault, handle)
+			_, _ = faults.Stop(ctx, fault, handle)
 		}
 		if err != nil {
 			return sum, err

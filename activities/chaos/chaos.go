@@ -361,8 +361,9 @@ func (f *faults) Inject(ctx context.Context, ft activities.Fault) (h string, err
 	return h, nil
 }
 
-func (f *faults) Stop(ctx context.Context, ft activities.Fault, handle string) error {
-	return f.in.call(ctx, "faults.Stop", func() error { return f.f.Stop(ctx, ft, handle) })
+func (f *faults) Stop(ctx context.Context, ft activities.Fault, handle string) (r activities.StopResult, err error) {
+	err = f.in.call(ctx, "faults.Stop", func() (e error) { r, e = f.f.Stop(ctx, ft, handle); return e })
+	return r, err
 }
 
 // database wraps the Database methods only: a wrapped provider's Workload

@@ -180,7 +180,14 @@ func terminal(s types.ExperimentStatus) bool {
 }
 
 // Stop stops the experiment; one already over is fine.
-func (f *Faults) Stop(ctx context.Context, fault activities.Fault, handle string) error {
+func (f *Faults) Stop(ctx context.Context, fault activities.Fault, handle string) (activities.StopResult, error) {
+	if handle == "" {
+		return activities.StopResult{NotFound: true}, nil
+	}
+	return activities.StopResult{Stopped: []string{handle}}, f.stopOld(ctx, fault, handle)
+}
+
+func (f *Faults) stopOld(ctx context.Context, fault activities.Fault, handle string) error {
 	if handle == "" {
 		return nil // never started
 	}

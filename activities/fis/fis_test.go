@@ -52,7 +52,7 @@ func TestInjectWaitsRunningThenStop(t *testing.T) {
 	if n := len(srv.Requests("GET /experiments/{id}")); n != 2 {
 		t.Errorf("GetExperiment calls = %d, want 2", n)
 	}
-	if err := f.Stop(context.Background(), fault, id); err != nil {
+	if _, err := f.Stop(context.Background(), fault, id); err != nil {
 		t.Fatal(err)
 	}
 	stops := srv.Requests("DELETE /experiments/{id}")
@@ -61,7 +61,7 @@ func TestInjectWaitsRunningThenStop(t *testing.T) {
 	}
 	// Stopping a completed experiment is fine and calls nothing more.
 	srv.Handle("GET /experiments/{id}", experiment(srv, "completed", "Experiment completed."))
-	if err := f.Stop(context.Background(), fault, id); err != nil || len(srv.Requests("DELETE /experiments/{id}")) != 1 {
+	if _, err := f.Stop(context.Background(), fault, id); err != nil || len(srv.Requests("DELETE /experiments/{id}")) != 1 {
 		t.Errorf("stop of completed: %v", err)
 	}
 }

@@ -246,7 +246,11 @@ func (f *faults) Inject(ctx context.Context, ft activities.Fault) (string, error
 // Stop ends the fault by its handle or, without one (a crash between inject
 // and recording the handle), by its kind and params. A fault that is not in
 // effect (ended, or unknown to a restarted environment) is fine.
-func (f *faults) Stop(ctx context.Context, ft activities.Fault, handle string) error {
+func (f *faults) Stop(ctx context.Context, ft activities.Fault, handle string) (activities.StopResult, error) {
+	return activities.StopResult{Stopped: []string{handle}}, f.stopOld(ctx, ft, handle)
+}
+
+func (f *faults) stopOld(ctx context.Context, ft activities.Fault, handle string) error {
 	if handle == "" {
 		return f.c.do(ctx, http.MethodPost, "/api/faults/stop", localenv.FaultRequest{Kind: ft.Kind, Params: ft.Params}, nil)
 	}

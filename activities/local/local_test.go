@@ -186,10 +186,10 @@ func TestProviderFaultsAndRunner(t *testing.T) {
 	if up, _ := sig.Sample(ctx, activities.Query{Metric: activities.MetricUp, Scope: map[string]string{"region": "west"}}); up.Value != 1 {
 		t.Fatalf("up{west} = %+v, want 1", up)
 	}
-	if err := fl.Stop(ctx, down, h1); err != nil {
+	if _, err := fl.Stop(ctx, down, h1); err != nil {
 		t.Fatal(err)
 	}
-	if err := fl.Stop(ctx, down, h1); err != nil {
+	if _, err := fl.Stop(ctx, down, h1); err != nil {
 		t.Fatalf("stopping a stopped fault: %v", err)
 	}
 	if up, _ := sig.Sample(ctx, activities.Query{Metric: activities.MetricUp, Scope: map[string]string{"region": "east"}}); up.Value != 1 {
@@ -211,7 +211,7 @@ func TestProviderFaultsAndRunner(t *testing.T) {
 	if codes := hit(t, e, 10); codes[200] != 10 {
 		t.Fatalf("shed: %v", codes)
 	}
-	if err := fl.Stop(ctx, dep, ""); err != nil {
+	if _, err := fl.Stop(ctx, dep, ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := run.Run(ctx, activities.Action{Name: "unshed", Params: map[string]string{"dependency": "recs"}}); err != nil {
@@ -221,7 +221,7 @@ func TestProviderFaultsAndRunner(t *testing.T) {
 		t.Fatalf("restored: %v", codes)
 	}
 	// A handle the environment does not know (it restarted) is fine.
-	if err := fl.Stop(ctx, dep, "f999"); err != nil {
+	if _, err := fl.Stop(ctx, dep, "f999"); err != nil {
 		t.Fatalf("stop unknown handle: %v", err)
 	}
 

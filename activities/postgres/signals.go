@@ -207,8 +207,8 @@ func (c *Client) Inject(ctx context.Context, f activities.Fault) (string, error)
 // Stop does nothing: a crash is not undone by starting the old primary
 // again, which would come back as a second primary. The drill's restore
 // steps rebuild the node as a replica instead.
-func (c *Client) Stop(ctx context.Context, f activities.Fault, handle string) error {
-	return nil
+func (c *Client) Stop(ctx context.Context, f activities.Fault, handle string) (activities.StopResult, error) {
+	return activities.StopResult{Stopped: []string{handle}}, nil
 }
 
 // awaitRows is how many committed workload rows awaitWrites waits for.

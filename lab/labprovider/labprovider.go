@@ -237,12 +237,12 @@ func (f faults) Inject(ctx context.Context, flt activities.Fault) (string, error
 }
 
 // Stop undoes the fault: error rate back to 0, the version serving again.
-func (f faults) Stop(ctx context.Context, flt activities.Fault, _ string) error {
+func (f faults) Stop(ctx context.Context, flt activities.Fault, handle string) (activities.StopResult, error) {
 	ch, err := change(flt, true)
 	if err != nil {
-		return err
+		return activities.StopResult{}, err
 	}
-	return f.c.changeService(ctx, ch)
+	return activities.StopResult{Stopped: []string{handle}}, f.c.changeService(ctx, ch)
 }
 
 // Faults returns the Faults capability of c.

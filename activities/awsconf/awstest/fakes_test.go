@@ -65,7 +65,7 @@ func TestFISFake(t *testing.T) {
 	if again, _ := fl.Inject(context.Background(), fault); again != id {
 		t.Errorf("same token started another experiment: %s", again)
 	}
-	if err := fl.Stop(context.Background(), fault, id); err != nil || f.Status(id) != "stopped" {
+	if _, err := fl.Stop(context.Background(), fault, id); err != nil || f.Status(id) != "stopped" {
 		t.Errorf("stop: %v, status %q", err, f.Status(id))
 	}
 }
