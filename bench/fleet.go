@@ -250,7 +250,7 @@ func (r *runner) fleetLevel(ctx context.Context, n int, timeout time.Duration) (
 }
 
 func countFleet(ctx context.Context, cl client.Client) (total, running int64, err error) {
-	q := fmt.Sprintf("Service = '%s'", fleetService)
+	q := fmt.Sprintf("%s = '%s'", workflows.AttrService.GetName(), fleetService)
 	all, err := cl.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
 	if err != nil {
 		return 0, 0, fmt.Errorf("count fleet deploys: %w", err)
@@ -271,7 +271,7 @@ func listFleet(ctx context.Context, cl client.Client, l *fleetLevel) error {
 	dc := converter.GetDefaultDataConverter()
 	for {
 		resp, err := cl.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query: fmt.Sprintf("Service = '%s'", fleetService), PageSize: 1000, NextPageToken: token,
+			Query: fmt.Sprintf("%s = '%s'", workflows.AttrService.GetName(), fleetService), PageSize: 1000, NextPageToken: token,
 		})
 		if err != nil {
 			return fmt.Errorf("list fleet deploys: %w", err)
@@ -293,7 +293,7 @@ func listFleet(ctx context.Context, cl client.Client, l *fleetLevel) error {
 				l.Completed++
 			}
 			var outcome string
-			if p := e.GetSearchAttributes().GetIndexedFields()["Outcome"]; p != nil {
+			if p := e.GetSearchAttributes().GetIndexedFields()[workflows.AttrOutcome.GetName()]; p != nil {
 				_ = dc.FromPayload(p, &outcome)
 			}
 			if outcome == workflows.OutcomePromoted {

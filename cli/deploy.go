@@ -412,7 +412,7 @@ func listWorkflows(ctx context.Context, cl client.Client, query string) ([]*list
 func deployList() *ucli.Command {
 	return listCommand("deploy", &ucli.StringFlag{Name: "service", Usage: "only this service"}, func(c *ucli.Context) string {
 		if s := c.String("service"); s != "" {
-			return fmt.Sprintf(" AND Service = '%s'", strings.ReplaceAll(s, "'", ""))
+			return serviceQuery(s)
 		}
 		return ""
 	})
@@ -436,7 +436,7 @@ func listCommand(kind string, filter ucli.Flag, extra func(*ucli.Context) string
 				return err
 			}
 			defer cl.Close()
-			q := fmt.Sprintf("DrillshipKind = '%s'", kind)
+			q := kindQuery(kind)
 			if extra != nil {
 				q += extra(c)
 			}
@@ -450,7 +450,7 @@ func listCommand(kind string, filter ucli.Flag, extra func(*ucli.Context) string
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 2, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATUS\tOUTCOME\tPHASE\tSTARTED")
 			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.Attrs["Outcome"], r.Attrs["Phase"], r.Start.Local().Format(time.DateTime))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.Attrs[workflows.AttrOutcome.GetName()], r.Attrs[workflows.AttrPhase.GetName()], r.Start.Local().Format(time.DateTime))
 			}
 			return tw.Flush()
 		},
@@ -472,7 +472,7 @@ func deployStats() *ucli.Command {
 			}
 			defer cl.Close()
 			since := time.Now().Add(-c.Duration("window"))
-			q := fmt.Sprintf("DrillshipKind = 'deploy' AND ExecutionStatus = 'Completed' AND StartTime > '%s'", since.UTC().Format(time.RFC3339))
+			q := kindQuery("deploy") + fmt.Sprintf(" AND ExecutionStatus = 'Completed' AND StartTime > '%s'", since.UTC().Format(time.RFC3339))
 			rows, err := listWorkflows(c.Context, cl, q)
 			if err != nil {
 				return fmt.Errorf("list deploys: %w", err)

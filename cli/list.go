@@ -1,12 +1,32 @@
 package cli
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
+
+	"github.com/drillship/drillship/workflows"
 )
+
+// kindQuery selects drillship's workflows of one kind (deploy, drill). The
+// attribute names come from package workflows so that a rename there cannot
+// leave a list command querying a name nobody writes.
+func kindQuery(kind string) string {
+	return fmt.Sprintf("%s = '%s'", workflows.AttrKind.GetName(), quoteless(kind))
+}
+
+// serviceQuery narrows a query to one service.
+func serviceQuery(service string) string {
+	return fmt.Sprintf(" AND %s = '%s'", workflows.AttrService.GetName(), quoteless(service))
+}
+
+// quoteless drops single quotes, which would end the literal in a
+// visibility query.
+func quoteless(s string) string { return strings.ReplaceAll(s, "'", "") }
 
 type listRow struct {
 	ID     string            `json:"id"`

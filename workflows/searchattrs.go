@@ -12,16 +12,18 @@ import (
 const TaskQueue = "drillship"
 
 // Custom search attributes: the UI and `deploy list`/`drill list` filter on
-// them.
+// them. Every name carries the Drillship prefix because a namespace is shared
+// with other teams' workflows, and a generic name such as Service may already
+// be registered there (perhaps with another type) or mean something else.
 var (
 	AttrKind        = temporal.NewSearchAttributeKeyKeyword("DrillshipKind") // deploy | drill
-	AttrService     = temporal.NewSearchAttributeKeyKeyword("Service")
-	AttrVersion     = temporal.NewSearchAttributeKeyKeyword("Version")
-	AttrEnvironment = temporal.NewSearchAttributeKeyKeyword("Environment")
-	AttrScenario    = temporal.NewSearchAttributeKeyKeyword("Scenario")
-	AttrOutcome     = temporal.NewSearchAttributeKeyKeyword("Outcome")
-	AttrStep        = temporal.NewSearchAttributeKeyInt64("DeployStep")
-	AttrPhase       = temporal.NewSearchAttributeKeyKeyword("Phase")
+	AttrService     = temporal.NewSearchAttributeKeyKeyword("DrillshipService")
+	AttrVersion     = temporal.NewSearchAttributeKeyKeyword("DrillshipVersion")
+	AttrEnvironment = temporal.NewSearchAttributeKeyKeyword("DrillshipEnvironment")
+	AttrScenario    = temporal.NewSearchAttributeKeyKeyword("DrillshipScenario")
+	AttrOutcome     = temporal.NewSearchAttributeKeyKeyword("DrillshipOutcome")
+	AttrStep        = temporal.NewSearchAttributeKeyInt64("DrillshipStep")
+	AttrPhase       = temporal.NewSearchAttributeKeyKeyword("DrillshipPhase")
 )
 
 // SearchAttributes lists the custom attributes to register on a namespace.
