@@ -1,4 +1,4 @@
-package test
+package aws
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"github.com/drillship/drillship/iampolicy"
 	"github.com/drillship/drillship/ledger"
 	"github.com/drillship/drillship/specfile"
+	"github.com/drillship/drillship/test/harness"
 	"github.com/drillship/drillship/workflows"
 )
 
@@ -141,7 +142,7 @@ func newAWSDeploy(t *testing.T, env *devenv.Env) *awsDeploy {
 
 func TestAWSCanaryDeploy(t *testing.T) {
 	awsCredentials(t)
-	env := start(t, false)
+	env := harness.Start(t, false)
 
 	t.Run("promotes on a low error rate, through throttling", func(t *testing.T) {
 		d := newAWSDeploy(t, env)
@@ -207,7 +208,7 @@ func TestAWSCanaryDeploy(t *testing.T) {
 	t.Run("rolls back on a high error rate", func(t *testing.T) {
 		d := newAWSDeploy(t, env)
 		d.cw.SetValue(0.5)
-		res := runDeploy(t, env, d.spec, "v2")
+		res := harness.RunDeploy(t, env, d.spec, "v2")
 		if res.Outcome != workflows.OutcomeRolledBack || !strings.Contains(res.Reason, "error-rate") {
 			t.Fatalf("outcome %s: %s", res.Outcome, res.Reason)
 		}
@@ -355,7 +356,7 @@ func (d *awsDrill) world(ctx context.Context) {
 // into ALARM at a quarter-second (exact in CBOR's float seconds) and
 // returns that time.
 func (d *awsDrill) fireAlarm(t *testing.T, env *devenv.Env, id string) time.Time {
-	waitPhase(t, env.Client, id, "detect")
+	harness.WaitPhase(t, env.Client, id, "detect")
 	at := time.Now().Truncate(250 * time.Millisecond).Add(250 * time.Millisecond)
 	time.Sleep(time.Until(at))
 	d.cw.SetAlarm(eastAlarm, "ALARM", at)
@@ -410,7 +411,7 @@ func entries(r *awstest.Request) map[string]string {
 
 func TestAWSRegionEvacuationDrill(t *testing.T) {
 	awsCredentials(t)
-	env := start(t, false)
+	env := harness.Start(t, false)
 
 	t.Run("recovers and restores", func(t *testing.T) {
 		d := newAWSDrill(t, env)
@@ -476,7 +477,7 @@ func TestAWSRegionEvacuationDrill(t *testing.T) {
 func TestAWSIAMPolicies(t *testing.T) {
 	policy := func(t *testing.T, spec string) map[string][]string {
 		t.Helper()
-		code, out, stderr := runCLI("iam-policy", spec)
+		code, out, stderr := harness.RunCLI("iam-policy", spec)
 		if code != 0 {
 			t.Fatalf("iam-policy %s: exit %d: %s", spec, code, stderr)
 		}
@@ -619,7 +620,7 @@ func TestAWSIAMPolicies(t *testing.T) {
 			{"no argument", nil, []string{"expected one argument"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				code, out, stderr := runCLI(append([]string{"iam-policy"}, tc.args...)...)
+				code, out, stderr := harness.RunCLI(append([]string{"iam-policy"}, tc.args...)...)
 				if code != cli.ExitUsage || out != "" {
 					t.Fatalf("exit %d, want %d; stdout %q stderr %s", code, cli.ExitUsage, out, stderr)
 				}

@@ -1,4 +1,4 @@
-package test
+package chaos
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"github.com/drillship/drillship/devenv"
 	"github.com/drillship/drillship/drills"
 	"github.com/drillship/drillship/ledger"
+	"github.com/drillship/drillship/test/harness"
 	"github.com/drillship/drillship/worker"
 	"github.com/drillship/drillship/workflows"
 )
@@ -39,7 +40,7 @@ const (
 // provider over the shipped ones.
 func chaosEnv(t *testing.T) (*devenv.Env, *chaos.Chaos) {
 	t.Helper()
-	env := start(t, true)
+	env := harness.Start(t, true)
 	ch := chaos.New(worker.Providers(worker.ProviderOptions{LocalEnvURL: env.LocalURL()}))
 	reg := activities.NewRegistry(local.Provider(env.LocalURL()), ch.Provider())
 	w, _ := worker.New(env.Client, reg, slog.New(slog.DiscardHandler), worker.Options{})
@@ -140,20 +141,20 @@ func TestChaosDeploysAndDrills(t *testing.T) {
 // signals. A good version must be promoted or rolled back cleanly; a bad
 // one must be rolled back. Weights must end all on one version.
 func chaosDeploy(t *testing.T, env *devenv.Env, seed int64, bad bool) (verdict, detail string) {
-	spec := deploySpec(t, env)
+	spec := harness.DeploySpec(t, env)
 	spec.Traffic = chaosTarget(seed, map[string]any{"level": "version"})
 	spec.Release = chaosTarget(seed, nil)
 	spec.Analysis.Target = chaosTarget(seed, nil)
 	for i := range spec.Analysis.Metrics {
 		if spec.Analysis.Metrics[i].Metric == "latency_p99" {
-			spec.Analysis.Metrics[i].Max = ptr(5) // three stacks at once on 2 cores; latency is not what is judged
+			spec.Analysis.Metrics[i].Max = harness.Ptr(5) // three stacks at once on 2 cores; latency is not what is judged
 		}
 	}
 	if bad {
 		// 30% errors: plainly bad, so that a promotion can only come from
 		// the injected faults, not from a marginal sample (see
 		// TestBlindAnalysisDoesNotPromote for what blind analysis does).
-		postJSON(t, env.LocalURL()+"/api/faults", map[string]any{"kind": "bad_version", "params": map[string]string{"version": "v2", "rate": "0.3"}})
+		harness.BadVersion(t, env, "v2", "0.3")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -163,10 +164,10 @@ func chaosDeploy(t *testing.T, env *devenv.Env, seed int64, bad bool) (verdict, 
 	}
 	var res workflows.DeployResult
 	runErr := run.Get(ctx, &res)
-	st := state(t, env)
+	st := harness.State(t, env)
 	detail = fmt.Sprintf("outcome %q reason %q err %v; weights %v stable %s running %v; steps %s", res.Outcome, res.Reason, runErr, st.VersionWeights, st.Stable, st.Running, stepsSummary(res.Steps))
-	onCanary := st.VersionWeights["v2"] == 100 && st.VersionWeights["v1"] == 0 && st.Stable == "v2" && !contains(st.Running, "v1")
-	onStable := st.VersionWeights["v1"] == 100 && st.VersionWeights["v2"] == 0 && st.Stable == "v1" && !contains(st.Running, "v2")
+	onCanary := st.VersionWeights["v2"] == 100 && st.VersionWeights["v1"] == 0 && st.Stable == "v2" && !harness.Contains(st.Running, "v1")
+	onStable := st.VersionWeights["v1"] == 100 && st.VersionWeights["v2"] == 0 && st.Stable == "v1" && !harness.Contains(st.Running, "v2")
 	switch {
 	case !onCanary && !onStable:
 		return "wrong", "half-way: " + detail
@@ -185,7 +186,7 @@ func chaosDeploy(t *testing.T, env *devenv.Env, seed int64, bad bool) (verdict, 
 // chaosDrill runs the region failover drill with chaos around traffic,
 // signals, faults and runner. It must recover, or stop and restore.
 func chaosDrill(t *testing.T, env *devenv.Env, seed int64) (verdict, detail string) {
-	spec := drillSpec(t, env)
+	spec := harness.DrillSpec(t, env, "region-failover")
 	tr := chaosTarget(seed, map[string]any{"level": "region"})
 	sig, fl, rn := chaosTarget(seed, nil), chaosTarget(seed, nil), chaosTarget(seed, nil)
 	spec.Providers = drills.Providers{Traffic: &tr, Signals: &sig, Faults: &fl, Runner: &rn}
@@ -197,9 +198,9 @@ func chaosDrill(t *testing.T, env *devenv.Env, seed int64) (verdict, detail stri
 	}
 	var rec ledger.Record
 	runErr := run.Get(ctx, &rec)
-	st := state(t, env)
+	st := harness.State(t, env)
 	var all []map[string]any
-	getJSON(t, env.LocalURL()+"/api/faults", &all)
+	harness.GetJSON(t, env.LocalURL()+"/api/faults", &all)
 	detail = fmt.Sprintf("outcome %q reason %q restored %v err %v; regions %v active faults %d (ever %d) load %gx",
 		rec.Outcome, rec.Reason, rec.Restored, runErr, st.RegionWeights, len(st.Faults), len(all), st.Load.Multiplier)
 	intact := len(st.Faults) == 0 && st.RegionWeights["east"] == 50 && st.RegionWeights["west"] == 50 && st.Load.Multiplier == 1
@@ -239,13 +240,13 @@ func stepsSummary(steps []workflows.StepRecord) string {
 // A window with fewer than half its samples conclusive fails the judgement.
 func TestBlindAnalysisDoesNotPromote(t *testing.T) {
 	env, ch := chaosEnv(t)
-	spec := deploySpec(t, env)
+	spec := harness.DeploySpec(t, env)
 	spec.Analysis.Target = activities.Target{Provider: chaos.Name, Config: map[string]any{
 		"wrap": local.Name, "share": 1, "seed": 1, "kinds": []any{chaos.Kind5xx},
 	}}
-	postJSON(t, env.LocalURL()+"/api/faults", map[string]any{"kind": "bad_version", "params": map[string]string{"version": "v2", "rate": "0.3"}})
-	res := runDeploy(t, env, spec, "v2")
-	st := state(t, env)
+	harness.BadVersion(t, env, "v2", "0.3")
+	res := harness.RunDeploy(t, env, spec, "v2")
+	st := harness.State(t, env)
 	t.Logf("signals down for the whole deploy: outcome %s (%s), steps %s, weights %v, %d reads failed",
 		res.Outcome, res.Reason, stepsSummary(res.Steps), st.VersionWeights, ch.Stats().Faults())
 	if res.Outcome != workflows.OutcomeRolledBack || !strings.Contains(res.Reason, "signals unavailable") || st.VersionWeights["v2"] != 0 || st.Stable != "v1" {

@@ -1,7 +1,6 @@
-package test
+package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -15,13 +14,8 @@ import (
 	"github.com/drillship/drillship/cli"
 	"github.com/drillship/drillship/drills"
 	"github.com/drillship/drillship/schedule"
+	"github.com/drillship/drillship/test/harness"
 )
-
-func runCLI(args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	code := cli.Run(context.Background(), append([]string{"drillship"}, args...), &out, &errb)
-	return code, out.String(), errb.String()
-}
 
 func countWorkflows(t *testing.T, env interface {
 	ListWorkflow(context.Context, *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error)
@@ -35,7 +29,7 @@ func countWorkflows(t *testing.T, env interface {
 }
 
 func TestBadInputStartsNothing(t *testing.T) {
-	env := start(t, false)
+	env := harness.Start(t, false)
 	dir := t.TempDir()
 	good, err := os.ReadFile("../deploys/web-canary.yaml")
 	if err != nil {
@@ -55,7 +49,7 @@ func TestBadInputStartsNothing(t *testing.T) {
 		}
 		return p
 	}
-	before := state(t, env)
+	before := harness.State(t, env)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -74,7 +68,7 @@ func TestBadInputStartsNothing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(tc.args, "--address", env.Stack.Address(), "--local-env", env.LocalURL())
-			code, _, stderr := runCLI(args...)
+			code, _, stderr := harness.RunCLI(args...)
 			if code != cli.ExitUsage {
 				t.Fatalf("exit %d, want %d; stderr %s", code, cli.ExitUsage, stderr)
 			}
@@ -88,18 +82,18 @@ func TestBadInputStartsNothing(t *testing.T) {
 	if n := countWorkflows(t, env.Client); n != 0 {
 		t.Fatalf("%d workflows started by bad input", n)
 	}
-	after := state(t, env)
+	after := harness.State(t, env)
 	if after.Stable != before.Stable || len(after.Running) != len(before.Running) || len(after.Faults) != 0 {
 		t.Fatalf("the environment changed: %+v -> %+v", before, after)
 	}
-	code, out, stderr := runCLI("drill", "validate", "../drills/region-failover.yaml", "--local-env", env.LocalURL())
+	code, out, stderr := harness.RunCLI("drill", "validate", "../drills/region-failover.yaml", "--local-env", env.LocalURL())
 	if code != 0 || !strings.Contains(out, "ok") {
 		t.Fatalf("validate shipped drill: %d %s %s", code, out, stderr)
 	}
 }
 
 func TestScheduleNextRunsOnFirstTuesdays(t *testing.T) {
-	env := start(t, true)
+	env := harness.Start(t, true)
 	spec, err := drills.Load("region-failover", env.Registry)
 	if err != nil {
 		t.Fatal(err)
@@ -131,25 +125,25 @@ func TestScheduleNextRunsOnFirstTuesdays(t *testing.T) {
 			t.Fatalf("next run %s is not a first Tuesday at 10:00 New York time", l)
 		}
 	}
-	code, out, stderr := runCLI("drill", "schedule", "list", "--address", env.Stack.Address())
+	code, out, stderr := harness.RunCLI("drill", "schedule", "list", "--address", env.Stack.Address())
 	if code != 0 || !strings.Contains(out, "drill-schedule/region-failover") || !strings.Contains(out, "next: Tue") {
 		t.Fatalf("schedule list: %d\n%s\n%s", code, out, stderr)
 	}
-	if code, _, stderr := runCLI("drill", "schedule", "delete", "region-failover", "--address", env.Stack.Address()); code != 0 {
+	if code, _, stderr := harness.RunCLI("drill", "schedule", "delete", "region-failover", "--address", env.Stack.Address()); code != 0 {
 		t.Fatalf("delete: %s", stderr)
 	}
 }
 
 func TestDeployStartWaitExitCodes(t *testing.T) {
-	env := start(t, false)
-	code, out, stderr := runCLI("deploy", "start", "web-canary", "--version", "v2", "--wait", "--output", "json",
+	env := harness.Start(t, false)
+	code, out, stderr := harness.RunCLI("deploy", "start", "web-canary", "--version", "v2", "--wait", "--output", "json",
 		"--address", env.Stack.Address(), "--local-env", env.LocalURL())
 	var res struct{ Outcome string }
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Outcome != "promoted" {
 		t.Fatalf("good deploy: exit %d outcome %q\n%s\n%s", code, res.Outcome, out, stderr)
 	}
-	postJSON(t, env.LocalURL()+"/api/faults", map[string]any{"kind": "bad_version", "params": map[string]string{"version": "v3", "rate": "0.3"}})
-	code, out, stderr = runCLI("deploy", "start", "web-canary", "--version", "v3", "--wait",
+	harness.BadVersion(t, env, "v3", "0.3")
+	code, out, stderr = harness.RunCLI("deploy", "start", "web-canary", "--version", "v3", "--wait",
 		"--address", env.Stack.Address(), "--local-env", env.LocalURL())
 	if code != cli.ExitOutcome || !strings.Contains(out, "rolled_back") || !strings.Contains(stderr, "[watching]") {
 		t.Fatalf("bad deploy: exit %d, want %d with the result on stdout and progress on stderr\n%s\n%s", code, cli.ExitOutcome, out, stderr)

@@ -1,4 +1,4 @@
-package test
+package deploy
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/drillship/drillship/devenv"
 	"github.com/drillship/drillship/localenv"
 	"github.com/drillship/drillship/specfile"
+	"github.com/drillship/drillship/test/harness"
 	"github.com/drillship/drillship/workflows"
 )
 
@@ -46,22 +47,22 @@ func TestDeploySurvivesServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env1.Close() })
-	w := startWorkerAt(t, env1, local.URL())
+	w := harness.StartWorkerAt(t, env1, local.URL())
 
-	spec := deploySpec(t, env1)
+	spec := harness.DeploySpec(t, env1)
 	spec.Steps = spec.Steps[:1]
 	spec.Steps[0].Pause = specfile.Duration(12 * time.Second) // the window the restart falls into
 	spec.Bake = specfile.Duration(2 * time.Second)
 	for i := range spec.Analysis.Metrics {
 		if spec.Analysis.Metrics[i].Metric == "latency_p99" {
-			spec.Analysis.Metrics[i].Max = ptr(5) // a restart on a busy machine is not what is judged
+			spec.Analysis.Metrics[i].Max = harness.Ptr(5) // a restart on a busy machine is not what is judged
 		}
 	}
 	run, err := cli.StartDeploy(ctx, env1.Client, workflows.DeployInput{Spec: spec, Version: "v2", RequestedBy: "restart-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitPhase(t, env1.Client, run.GetID(), "watching")
+	harness.WaitPhase(t, env1.Client, run.GetID(), "watching")
 	time.Sleep(3 * time.Second)
 	var before workflows.DeployState
 	v, err := env1.Client.QueryWorkflow(ctx, run.GetID(), "", workflows.QueryState)
@@ -76,13 +77,13 @@ func TestDeploySurvivesServerRestart(t *testing.T) {
 	if err := env1.Stack.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if st := localState(t, local); st.VersionWeights["v2"] != 10 {
+	if st := harness.StateAt(t, local.URL()); st.VersionWeights["v2"] != 10 {
 		t.Fatalf("with the server down the canary has %d%%, want 10", st.VersionWeights["v2"])
 	}
 	if before.WindowEndsAt <= stoppedAt.UnixMilli() {
 		t.Fatalf("the server stopped at %d, after the window ended (%d): not a mid-window restart", stoppedAt.UnixMilli(), before.WindowEndsAt)
 	}
-	w.kill() // the worker goes with the machine
+	w.Kill() // the worker goes with the machine
 	time.Sleep(time.Second)
 
 	env2, err := devenv.Start(ctx, opts)
@@ -91,14 +92,14 @@ func TestDeploySurvivesServerRestart(t *testing.T) {
 	}
 	t.Cleanup(func() { env2.Close() })
 	down := time.Since(stoppedAt)
-	startWorkerAt(t, env2, local.URL())
+	harness.StartWorkerAt(t, env2, local.URL())
 
 	var res workflows.DeployResult
 	if err := env2.Client.GetWorkflow(ctx, run.GetID(), run.GetRunID()).Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
-	st := localState(t, local)
-	if res.Outcome != workflows.OutcomePromoted || st.VersionWeights["v2"] != 100 || st.VersionWeights["v1"] != 0 || st.Stable != "v2" || contains(st.Running, "v1") {
+	st := harness.StateAt(t, local.URL())
+	if res.Outcome != workflows.OutcomePromoted || st.VersionWeights["v2"] != 100 || st.VersionWeights["v1"] != 0 || st.Stable != "v2" || harness.Contains(st.Running, "v1") {
 		t.Fatalf("after the restart: outcome %s (%s), weights %v, stable %s, running %v; want promoted, v2=100 v1=0, stable v2, v1 stopped",
 			res.Outcome, res.Reason, st.VersionWeights, st.Stable, st.Running)
 	}
@@ -116,11 +117,4 @@ func TestDeploySurvivesServerRestart(t *testing.T) {
 	}
 	t.Logf("server down for %s in the middle of a 12s window (%dms before its end); deploy promoted, step 1 took %d samples, total %dms",
 		down.Round(100*time.Millisecond), before.WindowEndsAt-stoppedAt.UnixMilli(), res.Steps[0].Samples, res.DurationMs)
-}
-
-func localState(t *testing.T, local *localenv.Env) localenv.State {
-	t.Helper()
-	var st localenv.State
-	getJSON(t, local.URL()+"/api/state", &st)
-	return st
 }

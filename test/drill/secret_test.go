@@ -1,4 +1,4 @@
-package test
+package drill
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/drills"
 	"github.com/drillship/drillship/ledger"
+	"github.com/drillship/drillship/test/harness"
 )
 
 // A secret referenced from a spec as ${VAR} is expanded in the worker, so
@@ -29,8 +30,8 @@ func TestSecretNeverInHistory(t *testing.T) {
 	}))
 	defer api.Close()
 
-	env := start(t, false)
-	spec := drillSpec(t, env)
+	env := harness.Start(t, false)
+	spec := harness.DrillSpec(t, env, "region-failover")
 	probe := activities.Target{Provider: "http", Config: map[string]any{
 		"url": api.URL, "headers": map[string]any{"X-Token": "${DRILLSHIP_TEST_TOKEN}"},
 	}}
@@ -40,7 +41,7 @@ func TestSecretNeverInHistory(t *testing.T) {
 	if err := spec.Validate(env.Registry); err != nil {
 		t.Fatal(err)
 	}
-	rec := runDrill(t, env, spec, drills.ModeAutomated)
+	rec := harness.RunDrill(t, env, spec, drills.ModeAutomated)
 	if rec.Outcome != ledger.OutcomeRecovered || authorized == 0 {
 		t.Fatalf("outcome %s (%s), authorized probes %d: the worker must have sent the expanded secret", rec.Outcome, rec.Reason, authorized)
 	}

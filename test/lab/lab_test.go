@@ -1,4 +1,4 @@
-package test
+package lab
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/drillship/drillship/drills"
 	"github.com/drillship/drillship/lab"
 	"github.com/drillship/drillship/ledger"
+	"github.com/drillship/drillship/test/harness"
 	"github.com/drillship/drillship/workflows"
 )
 
@@ -59,7 +60,7 @@ func TestLabCanary(t *testing.T) {
 	// v2 fails every 10th request: the PromQL error rate on the real
 	// Prometheus says 0.1 > 0.05, and the deploy rolls back.
 	l.Service("v2").SetErrorRate(0.1)
-	res := runDeploy(t, env, *spec, "v2")
+	res := harness.RunDeploy(t, env, *spec, "v2")
 	if res.Outcome != workflows.OutcomeRolledBack || !strings.Contains(res.Reason, "error-rate") {
 		t.Fatalf("bad v2: outcome %s (%s), want rolled back on error-rate", res.Outcome, res.Reason)
 	}
@@ -67,7 +68,7 @@ func TestLabCanary(t *testing.T) {
 		t.Fatalf("HAProxy weights after rollback %v, want v1=100 v2=0", w)
 	}
 	rs := l.ReleaseState()
-	if rs.Stable != "v1" || contains(rs.Running, "v2") {
+	if rs.Stable != "v1" || harness.Contains(rs.Running, "v2") {
 		t.Fatalf("release after rollback %+v, want stable v1 and v2 stopped", rs)
 	}
 	t.Logf("rollback: %s; time to rollback %vms", res.Reason, deref(res.TimeToRollbackMs))
@@ -76,7 +77,7 @@ func TestLabCanary(t *testing.T) {
 	// once the bad run's errors have left the 5s rate window.
 	l.Service("v2").SetErrorRate(0)
 	time.Sleep(7 * time.Second)
-	res = runDeploy(t, env, *spec, "v2")
+	res = harness.RunDeploy(t, env, *spec, "v2")
 	if res.Outcome != workflows.OutcomePromoted {
 		t.Fatalf("good v2: outcome %s (%s), want promoted", res.Outcome, res.Reason)
 	}
@@ -84,7 +85,7 @@ func TestLabCanary(t *testing.T) {
 		t.Fatalf("HAProxy weights after promotion %v, want v2=100 v1=0", w)
 	}
 	rs = l.ReleaseState()
-	if rs.Stable != "v2" || contains(rs.Running, "v1") || !contains(rs.Running, "v2") {
+	if rs.Stable != "v2" || harness.Contains(rs.Running, "v1") || !harness.Contains(rs.Running, "v2") {
 		t.Fatalf("release after promotion %+v, want stable v2, v1 stopped", rs)
 	}
 }
@@ -103,7 +104,7 @@ func TestLabDBPrimaryLossSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := runDrill(t, env, *spec, "")
+	rec := harness.RunDrill(t, env, *spec, "")
 	if rec.Outcome != ledger.OutcomeRecovered || !rec.Restored {
 		t.Fatalf("outcome %s (%s), restored %v, findings %+v", rec.Outcome, rec.Reason, rec.Restored, rec.Findings)
 	}

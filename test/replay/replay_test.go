@@ -1,4 +1,4 @@
-package test
+package replay
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +19,10 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/drillship/drillship/cli"
 	"github.com/drillship/drillship/devenv"
 	"github.com/drillship/drillship/drills"
 	"github.com/drillship/drillship/ledger"
+	"github.com/drillship/drillship/test/harness"
 	"github.com/drillship/drillship/workflows"
 )
 
@@ -30,15 +31,19 @@ import (
 // activity added, removed or reordered without workflow.GetVersion) fails
 // here instead of in production.
 //
-// Re-record after an intended, versioned change with
+// Every history in testdata is kept forever, so that a change must still
+// replay what older code recorded (running workflows do exactly that). After
+// an intended, versioned change, add a scenario under a new file name to
+// recordedHistories and record the missing files with
 //
-//	go test ./test -run TestRecordHistories -args -record
+//	go test ./test/replay -run TestRecordHistories -args -record
 //
-// (or DRILLSHIP_RECORD_HISTORIES=1).
+// (or DRILLSHIP_RECORD_HISTORIES=1). Files that exist are never re-recorded.
 
-var record = flag.Bool("record", false, "re-record test/testdata/*.json histories from real runs on the embedded server")
+var record = flag.Bool("record", false, "record the missing test/replay/testdata/*.json histories from real runs on the embedded server")
 
-// recordedHistories is every history the replay test expects, by file.
+// recordedHistories is how each history was recorded, by file; the replay
+// test replays every file in testdata, these and older ones alike.
 var recordedHistories = map[string]func(t *testing.T, env *devenv.Env) (id string){
 	"deploy-promoted.json": func(t *testing.T, env *devenv.Env) string {
 		res := recordDeploy(t, env, nil)
@@ -48,7 +53,7 @@ var recordedHistories = map[string]func(t *testing.T, env *devenv.Env) (id strin
 		return workflows.DeployID(res.Service, res.Version)
 	},
 	"deploy-rolled-back.json": func(t *testing.T, env *devenv.Env) string {
-		postJSON(t, env.LocalURL()+"/api/faults", map[string]any{"kind": "bad_version", "params": map[string]string{"version": "v2", "rate": "0.1"}})
+		harness.BadVersion(t, env, "v2", "0.1")
 		res := recordDeploy(t, env, nil)
 		if res.Outcome != workflows.OutcomeRolledBack {
 			t.Fatalf("outcome %s: %s", res.Outcome, res.Reason)
@@ -57,10 +62,10 @@ var recordedHistories = map[string]func(t *testing.T, env *devenv.Env) (id strin
 	},
 	"deploy-paused-resumed.json": func(t *testing.T, env *devenv.Env) string {
 		res := recordDeploy(t, env, func(id string) {
-			waitPhase(t, env.Client, id, "watching")
-			update(t, env.Client, id, workflows.UpdatePause)
-			waitPhase(t, env.Client, id, "paused")
-			update(t, env.Client, id, workflows.UpdateResume)
+			harness.WaitPhase(t, env.Client, id, "watching")
+			harness.Update(t, env.Client, id, workflows.UpdatePause, "replay-recording")
+			harness.WaitPhase(t, env.Client, id, "paused")
+			harness.Update(t, env.Client, id, workflows.UpdateResume, "replay-recording")
 		})
 		if res.Outcome != workflows.OutcomePromoted || len(res.Audit) != 2 || res.Audit[0].Action != "pause" || res.Audit[1].Action != "resume" {
 			t.Fatalf("outcome %s (%s), audit %+v; want promoted after pause and resume", res.Outcome, res.Reason, res.Audit)
@@ -68,15 +73,15 @@ var recordedHistories = map[string]func(t *testing.T, env *devenv.Env) (id strin
 		return workflows.DeployID(res.Service, res.Version)
 	},
 	"drill-recovered.json": func(t *testing.T, env *devenv.Env) string {
-		id, rec := recordDrill(t, env, drillSpec(t, env), drills.ModeAutomated)
+		id, rec := recordDrill(t, env, harness.DrillSpec(t, env, "region-failover"), drills.ModeAutomated)
 		if rec.Outcome != ledger.OutcomeRecovered {
 			t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
 		}
 		return id
 	},
 	"drill-guardrail-abort.json": func(t *testing.T, env *devenv.Env) string {
-		spec := drillSpec(t, env)
-		spec.Guardrails.Checks[0].Max = ptr(0.2)
+		spec := harness.DrillSpec(t, env, "region-failover")
+		spec.Guardrails.Checks[0].Max = harness.Ptr(0.2)
 		spec.Guardrails.Checks[0].For = time.Second
 		id, rec := recordDrill(t, env, spec, drills.ModeGameday)
 		if rec.Outcome != ledger.OutcomeAborted || !strings.Contains(rec.Reason, "guardrail") {
@@ -85,11 +90,11 @@ var recordedHistories = map[string]func(t *testing.T, env *devenv.Env) (id strin
 		return id
 	},
 	"failover.json": func(t *testing.T, env *devenv.Env) string {
-		id, rec := recordDrill(t, env, drillSpec(t, env), drills.ModeAutomated)
+		id, rec := recordDrill(t, env, harness.DrillSpec(t, env, "region-failover"), drills.ModeAutomated)
 		if rec.Outcome != ledger.OutcomeRecovered {
 			t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
 		}
-		_, children, err := treeCompletions(context.Background(), env.Client, id)
+		_, children, err := harness.TreeCompletions(context.Background(), env.Client, id)
 		if err != nil || len(children) == 0 {
 			t.Fatalf("the drill ran no Failover child (%v)", err)
 		}
@@ -99,62 +104,33 @@ var recordedHistories = map[string]func(t *testing.T, env *devenv.Env) (id strin
 
 func recordDeploy(t *testing.T, env *devenv.Env, during func(id string)) workflows.DeployResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	run, err := cli.StartDeploy(ctx, env.Client, workflows.DeployInput{Spec: deploySpec(t, env), Version: "v2", RequestedBy: "replay-recording"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	run := harness.StartDeploy(t, env, harness.DeploySpec(t, env), "v2", "replay-recording")
 	if during != nil {
 		during(run.GetID())
 	}
-	var res workflows.DeployResult
-	if err := run.Get(ctx, &res); err != nil {
-		t.Fatal(err)
-	}
+	res, _ := harness.DeployResultOf(t, run, 3*time.Minute)
 	return res
 }
 
 func recordDrill(t *testing.T, env *devenv.Env, spec drills.Spec, mode string) (string, ledger.Record) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	run, err := cli.StartDrill(ctx, env.Client, workflows.DrillInput{Spec: spec, Mode: mode, RequestedBy: "replay-recording"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec ledger.Record
-	if err := run.Get(ctx, &rec); err != nil {
-		t.Fatal(err)
-	}
+	run := harness.StartDrill(t, env, spec, mode, "replay-recording")
+	rec, _ := harness.DrillRecordOf(t, run, 3*time.Minute)
 	return run.GetID(), rec
 }
 
-func update(t *testing.T, c client.Client, id, name string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: name, Args: []any{workflows.Command{Who: "replay-recording", Reason: "recording " + name}},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err != nil {
-		t.Fatalf("update %s: %v", name, err)
-	}
-	if err := h.Get(ctx, nil); err != nil {
-		t.Fatalf("update %s: %v", name, err)
-	}
-}
-
-// TestRecordHistories re-records test/testdata/*.json; it only runs when
-// asked to.
+// TestRecordHistories records the missing testdata/*.json; it only runs
+// when asked to.
 func TestRecordHistories(t *testing.T) {
 	if !*record && os.Getenv("DRILLSHIP_RECORD_HISTORIES") != "1" {
 		t.Skip("re-record with -record or DRILLSHIP_RECORD_HISTORIES=1")
 	}
 	for file, run := range recordedHistories {
 		t.Run(file, func(t *testing.T) {
-			env := start(t, false)
+			if _, err := os.Stat(filepath.Join("testdata", file)); err == nil {
+				t.Skipf("testdata/%s exists: recorded histories are kept, not re-recorded", file)
+			}
+			env := harness.Start(t, false)
 			id := run(t, env)
 			writeHistory(t, env.Client, id, filepath.Join("testdata", file))
 		})
@@ -173,8 +149,10 @@ func writeHistory(t *testing.T, c client.Client, id, path string) {
 		h.Events = append(h.Events, ev)
 	}
 	last := h.Events[len(h.Events)-1].GetEventType()
-	if last != enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED {
-		t.Fatalf("%s ended with %s; only completed runs are recorded", id, last)
+	// A run that did not end as hoped ends failed with its record (a
+	// rollback, an abort): as much a history to keep as a completed one.
+	if last != enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED && last != enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED {
+		t.Fatalf("%s ended with %s; only finished runs are recorded", id, last)
 	}
 	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(h)
 	if err != nil {
@@ -201,12 +179,20 @@ func newReplayer() sdkworker.WorkflowReplayer {
 
 func TestReplayRecordedHistories(t *testing.T) {
 	logger := sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
-	for file := range recordedHistories {
-		t.Run(file, func(t *testing.T) {
-			path := filepath.Join("testdata", file)
+	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range recordedHistories {
+		if !slices.Contains(files, filepath.Join("testdata", name)) {
+			t.Errorf("testdata/%s missing (record it with: go test ./test/replay -run TestRecordHistories -args -record)", name)
+		}
+	}
+	for _, path := range files {
+		t.Run(filepath.Base(path), func(t *testing.T) {
 			f, err := os.Open(path)
 			if err != nil {
-				t.Fatalf("%v (record it with: go test ./test -run TestRecordHistories -args -record)", err)
+				t.Fatal(err)
 			}
 			defer f.Close()
 			h, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
