@@ -38,9 +38,13 @@ type SLI struct {
 }
 
 // FaultRequest is the body of POST /api/faults and POST /api/faults/stop.
+// Owner is who puts the fault in (a drill's id; empty for a person). ID
+// chooses the new fault's id on inject, and names the fault to stop on stop.
 type FaultRequest struct {
 	Kind   string            `json:"kind"`
 	Params map[string]string `json:"params,omitempty"`
+	Owner  string            `json:"owner,omitempty"`
+	ID     string            `json:"id,omitempty"`
 }
 
 // ActionRequest is the body of POST /api/actions.
@@ -132,7 +136,7 @@ func (e *Env) controlHandler() http.Handler {
 		if !readJSON(w, r, &body) {
 			return
 		}
-		f, err := e.inject(body.Kind, body.Params)
+		f, err := e.inject(body)
 		respond(w, f, err)
 	})
 	mux.HandleFunc("POST /api/faults/stop", func(w http.ResponseWriter, r *http.Request) {
@@ -140,8 +144,8 @@ func (e *Env) controlHandler() http.Handler {
 		if !readJSON(w, r, &body) {
 			return
 		}
-		f, _, err := e.stopMatching(body.Kind, body.Params)
-		respond(w, f, err)
+		a, err := e.stopOwned(body)
+		respond(w, a, err)
 	})
 	mux.HandleFunc("DELETE /api/faults/{id}", func(w http.ResponseWriter, r *http.Request) {
 		f, err := e.stopFault(r.PathValue("id"))

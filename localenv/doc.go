@@ -44,10 +44,16 @@
 //	                                      SLI {value, at (Unix ms), noData, count, detail}; metric is error_rate (0..1),
 //	                                      latency_p99 (seconds), request_rate (per second) or up (probes the matching
 //	                                      instances' /healthz now: 1 when all answer 200, else 0; at is when the answers came)
-//	POST   /api/faults                    body {kind, params} -> FaultRecord {id, kind, params, startedAt, ...}; the same
-//	                                      kind+params while active returns the same fault
-//	POST   /api/faults/stop               body {kind, params}: ends the active fault with those, if any
-//	DELETE /api/faults/{id}               ends the fault -> FaultRecord with endedAt; ending it again changes nothing
+//	POST   /api/faults                    body {kind, params, owner?, id?} -> FaultRecord {id, kind, params, owner, startedAt,
+//	                                      ...}; the same kind+params+owner while active returns the same fault, another
+//	                                      owner gets a fault of its own. ids are unique across restarts (time + random)
+//	                                      unless id chooses one (409 if taken)
+//	POST   /api/faults/stop               body {kind, params, owner, id?} -> {stopped: [FaultRecord], notFound, notOurs}:
+//	                                      ends only owner's faults of that kind+params. A fault named by id of another
+//	                                      owner or kind is left alone (notOurs says whose); notFound when owner has none.
+//	                                      Without owner, ends only the owner-less fault id names
+//	DELETE /api/faults/{id}               ends the fault whoever owns it (the manual override) -> FaultRecord with
+//	                                      endedAt; ending it again changes nothing
 //	GET    /api/faults                    every fault ever injected with startedAt/endedAt in Unix ms: the ground truth
 //	POST   /api/actions                   body {name, params} -> {"detail": "..."}
 //	PUT    /api/load                      body {"multiplier": 2} (0..100) -> {"rps":50,"multiplier":2}

@@ -59,7 +59,6 @@ type Env struct {
 	artifacts []string                          // oldest first
 	instances map[string]map[string][]*instance // region -> version -> instances
 	faults    []*fault                          // every fault ever injected, in order
-	nextFault int
 	shed      map[string]bool
 	loadMult  float64
 

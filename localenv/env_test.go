@@ -331,10 +331,10 @@ func TestLatencyDependencyAndShed(t *testing.T) {
 		t.Fatalf("state shed=%v faults=%+v", st.Shed, st.Faults)
 	}
 	mustCall(t, e, "POST", "/api/actions", ActionRequest{Name: "unshed", Params: map[string]string{"dependency": "recs"}}, nil)
-	var stopped FaultRecord
-	mustCall(t, e, "POST", "/api/faults/stop", FaultRequest{Kind: "dependency_down", Params: map[string]string{"dependency": "recs"}}, &stopped)
-	if stopped.ID != dep.ID || stopped.EndedAt == 0 {
-		t.Fatalf("stop by kind+params = %+v, want %s ended", stopped, dep.ID)
+	var stopped StopAnswer
+	mustCall(t, e, "POST", "/api/faults/stop", FaultRequest{Kind: "dependency_down", Params: map[string]string{"dependency": "recs"}, ID: dep.ID}, &stopped)
+	if len(stopped.Stopped) != 1 || stopped.Stopped[0].ID != dep.ID || stopped.Stopped[0].EndedAt == 0 {
+		t.Fatalf("stop by id = %+v, want %s ended", stopped, dep.ID)
 	}
 	if codes, bodies := hit(t, e, 10); codes[200] != 10 || bodies["service=web region=east version=v1 recs=ok"] != 10 {
 		t.Fatalf("after restore codes %v bodies %v", codes, bodies)

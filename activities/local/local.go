@@ -235,36 +235,47 @@ func (s *signals) Sample(ctx context.Context, q activities.Query) (activities.Sa
 
 type faults struct{ c *client }
 
+// Inject puts the fault in under its owner; the environment mints an id that
+// no restart reuses, and a retry finds the owner's fault again.
 func (f *faults) Inject(ctx context.Context, ft activities.Fault) (string, error) {
 	var r localenv.FaultRecord
-	if err := f.c.do(ctx, http.MethodPost, "/api/faults", localenv.FaultRequest{Kind: ft.Kind, Params: ft.Params}, &r); err != nil {
+	if err := f.c.do(ctx, http.MethodPost, "/api/faults", localenv.FaultRequest{Kind: ft.Kind, Params: ft.Params, Owner: ft.Owner}, &r); err != nil {
 		return "", err
 	}
 	return r.ID, nil
 }
 
-// Stop ends the fault by its handle or, without one (a crash between inject
-// and recording the handle), by its kind and params. A fault that is not in
-// effect (ended, or unknown to a restarted environment) is fine.
+// Stop ends the owner's fault. The environment checks owner, kind and
+// params before it ends anything (in one step, under its lock), and finds
+// the owner's fault by kind and params when the handle is empty (a crash
+// between inject and recording the handle) or names someone else's fault.
 func (f *faults) Stop(ctx context.Context, ft activities.Fault, handle string) (activities.StopResult, error) {
-	return activities.StopResult{Stopped: []string{handle}}, f.stopOld(ctx, ft, handle)
+	var a localenv.StopAnswer
+	err := f.c.do(ctx, http.MethodPost, "/api/faults/stop", localenv.FaultRequest{Kind: ft.Kind, Params: ft.Params, Owner: ft.Owner, ID: handle}, &a)
+	if err != nil {
+		return activities.StopResult{}, err
+	}
+	r := activities.StopResult{NotFound: a.NotFound, NotOurs: a.NotOurs}
+	for _, s := range a.Stopped {
+		r.Stopped = append(r.Stopped, s.ID)
+	}
+	return r, nil
 }
 
-func (f *faults) stopOld(ctx context.Context, ft activities.Fault, handle string) error {
-	if handle == "" {
-		return f.c.do(ctx, http.MethodPost, "/api/faults/stop", localenv.FaultRequest{Kind: ft.Kind, Params: ft.Params}, nil)
-	}
-	var r localenv.FaultRecord
-	err := f.c.do(ctx, http.MethodDelete, "/api/faults/"+url.PathEscape(handle), nil, &r)
-	if isStatus(err, http.StatusNotFound) {
-		// The environment does not know the handle (it was restarted):
-		// end whatever fault of this kind and params is active, if any.
-		return f.c.do(ctx, http.MethodPost, "/api/faults/stop", localenv.FaultRequest{Kind: ft.Kind, Params: ft.Params}, nil)
-	}
-	return err
-}
-
+// runner runs the environment's actions: shed, unshed and load. Each sets a
+// state (shedding on or off, a multiplier) rather than changing it by an
+// amount, so running one twice is the same as once: safe to retry without
+// using Action.Key.
 type runner struct{ c *client }
+
+// Load reads the load multiplier in effect (activities.LoadReader).
+func (r *runner) Load(ctx context.Context) (float64, error) {
+	var s localenv.State
+	if err := r.c.do(ctx, http.MethodGet, "/api/state", nil, &s); err != nil {
+		return 0, err
+	}
+	return s.Load.Multiplier, nil
+}
 
 func (r *runner) Run(ctx context.Context, a activities.Action) (activities.Output, error) {
 	if len(a.Argv) > 0 {

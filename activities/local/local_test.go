@@ -169,7 +169,7 @@ func TestProviderFaultsAndRunner(t *testing.T) {
 	fl, _ := p.Faults(nil)
 	run, _ := p.Runner(nil)
 	sig, _ := p.Signals(nil)
-	down := activities.Fault{Kind: "region_down", Params: map[string]string{"region": "east"}}
+	down := activities.Fault{Kind: "region_down", Params: map[string]string{"region": "east"}, Owner: "drill-1"}
 
 	h1, err := fl.Inject(ctx, down)
 	if err != nil {
@@ -197,7 +197,7 @@ func TestProviderFaultsAndRunner(t *testing.T) {
 	}
 
 	// Without a handle, the fault is found by kind and params.
-	dep := activities.Fault{Kind: "dependency_down", Params: map[string]string{"dependency": "recs"}}
+	dep := activities.Fault{Kind: "dependency_down", Params: map[string]string{"dependency": "recs"}, Owner: "drill-1"}
 	if _, err := fl.Inject(ctx, dep); err != nil {
 		t.Fatal(err)
 	}
