@@ -65,7 +65,8 @@ func TestMergedPolicy(t *testing.T) {
         "cloudwatch:GetMetricData",
         "elasticloadbalancing:DescribeListeners",
         "elasticloadbalancing:DescribeRules",
-        "elasticloadbalancing:DescribeTargetGroups"
+        "elasticloadbalancing:DescribeTargetGroups",
+        "fis:ListExperiments"
       ],
       "Resource": [
         "*"
@@ -84,7 +85,8 @@ func TestMergedPolicy(t *testing.T) {
       "Effect": "Allow",
       "Action": [
         "fis:GetExperiment",
-        "fis:StopExperiment"
+        "fis:StopExperiment",
+        "fis:TagResource"
       ],
       "Resource": [
         "arn:aws:fis:us-east-1:123456789012:experiment/*"

@@ -1,12 +1,14 @@
 // Package fis is the AWS Fault Injection Service provider for Faults: kind
 // "experiment" starts an experiment from a template and waits until its
-// actions run; Stop stops it.
+// actions run; Stop stops it. Experiments carry their drill's id in tag
+// drillship:owner, and Stop only stops experiments with that tag.
 package fis
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -100,8 +102,57 @@ func clientToken(ctx context.Context, fault activities.Fault, template string) s
 	return "drillship-" + hex.EncodeToString(sum[:16])
 }
 
-// Inject starts the experiment and waits until it is running.
+// Tags drillship puts on the experiments it starts: the drill that owns it
+// and the fault kind, so that a restore can find its own experiments (even
+// when the handle was lost) and never stops one it did not start.
+const (
+	TagOwner = "drillship:owner"
+	TagKind  = "drillship:kind"
+)
+
+// Inject starts the experiment, tagged with the fault's owner, and waits
+// until it is running. A retry (same client token) or an owner that already
+// runs this template gets its experiment back instead of a second one. When
+// the experiment started but did not come to run, the handle is returned
+// with the error, so that the restore can stop exactly it.
 func (f *Faults) Inject(ctx context.Context, fault activities.Fault) (string, error) {
+	template, err := f.check(fault)
+	if err != nil {
+		return "", err
+	}
+	c, err := f.client(ctx)
+	if err != nil {
+		return "", err
+	}
+	if fault.Owner != "" {
+		mine, err := f.owned(ctx, c, fault)
+		if err != nil {
+			return "", err
+		}
+		for _, e := range mine {
+			if e.State != nil && !terminal(e.State.Status) && e.State.Status != types.ExperimentStatusStopping {
+				id := aws.ToString(e.Id)
+				return id, f.waitRunning(ctx, c, id, e.State)
+			}
+		}
+	}
+	in := &awsfis.StartExperimentInput{
+		ExperimentTemplateId: aws.String(template),
+		ClientToken:          aws.String(clientToken(ctx, fault, template)),
+	}
+	if fault.Owner != "" {
+		in.Tags = map[string]string{TagOwner: fault.Owner, TagKind: fault.Kind}
+	}
+	out, err := c.StartExperiment(ctx, in)
+	if err != nil {
+		return "", awsconf.Classify(err, "fis:StartExperiment", "experiment-template/"+template)
+	}
+	id := aws.ToString(out.Experiment.Id)
+	return id, f.waitRunning(ctx, c, id, out.Experiment.State)
+}
+
+// check validates the fault and returns its template.
+func (f *Faults) check(fault activities.Fault) (string, error) {
 	if fault.Kind != KindExperiment {
 		return "", activities.Permanent(fmt.Errorf("fis: fault kind %q: only %q is supported", fault.Kind, KindExperiment))
 	}
@@ -112,19 +163,26 @@ func (f *Faults) Inject(ctx context.Context, fault activities.Fault) (string, er
 	if len(f.cfg.Templates) > 0 && !contains(f.cfg.Templates, template) {
 		return "", activities.Permanent(fmt.Errorf("fis: template %s is not in the settings' templates", template))
 	}
-	c, err := f.client(ctx)
-	if err != nil {
-		return "", err
+	return template, nil
+}
+
+// owned lists the experiments of the fault's template that carry its owner
+// and kind tags, newest last as FIS lists them.
+func (f *Faults) owned(ctx context.Context, c *awsfis.Client, fault activities.Fault) ([]types.ExperimentSummary, error) {
+	var out []types.ExperimentSummary
+	p := awsfis.NewListExperimentsPaginator(c, &awsfis.ListExperimentsInput{ExperimentTemplateId: aws.String(fault.Params["template"])})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, awsconf.Classify(err, "fis:ListExperiments", "*")
+		}
+		for _, e := range page.Experiments {
+			if e.Tags[TagOwner] == fault.Owner && e.Tags[TagKind] == fault.Kind {
+				out = append(out, e)
+			}
+		}
 	}
-	out, err := c.StartExperiment(ctx, &awsfis.StartExperimentInput{
-		ExperimentTemplateId: aws.String(template),
-		ClientToken:          aws.String(clientToken(ctx, fault, template)),
-	})
-	if err != nil {
-		return "", awsconf.Classify(err, "fis:StartExperiment", "experiment-template/"+template)
-	}
-	id := aws.ToString(out.Experiment.Id)
-	return id, f.waitRunning(ctx, c, id, out.Experiment.State)
+	return out, nil
 }
 
 func contains(xs []string, x string) bool {
@@ -179,38 +237,76 @@ func terminal(s types.ExperimentStatus) bool {
 	return false
 }
 
-// Stop stops the experiment; one already over is fine.
+// Stop stops the owner's experiment; one already over is fine. The handle's
+// experiment is stopped only when its tags name the fault's owner and kind;
+// otherwise it is left alone (NotOurs) and, as when the handle is empty or
+// unknown, the owner's experiments of the template are found by their tags.
+// Without an owner (a run from before ownership) only an untagged handle's
+// experiment is stopped.
 func (f *Faults) Stop(ctx context.Context, fault activities.Fault, handle string) (activities.StopResult, error) {
-	if handle == "" {
-		return activities.StopResult{NotFound: true}, nil
-	}
-	return activities.StopResult{Stopped: []string{handle}}, f.stopOld(ctx, fault, handle)
-}
-
-func (f *Faults) stopOld(ctx context.Context, fault activities.Fault, handle string) error {
-	if handle == "" {
-		return nil // never started
+	var r activities.StopResult
+	if handle == "" && fault.Owner == "" {
+		r.NotFound = true // never started, and nothing to look it up by
+		return r, nil
 	}
 	c, err := f.client(ctx)
 	if err != nil {
-		return err
+		return r, err
 	}
-	get, err := c.GetExperiment(ctx, &awsfis.GetExperimentInput{Id: aws.String(handle)})
+	if handle != "" {
+		get, err := c.GetExperiment(ctx, &awsfis.GetExperimentInput{Id: aws.String(handle)})
+		var nf *types.ResourceNotFoundException
+		switch {
+		case errors.As(err, &nf):
+			// Unknown here: look the owner's up by tag below.
+		case err != nil:
+			return r, awsconf.Classify(err, "fis:GetExperiment", "experiment/"+handle)
+		case get.Experiment.Tags[TagOwner] != fault.Owner || (fault.Owner != "" && get.Experiment.Tags[TagKind] != fault.Kind):
+			r.NotOurs = activities.NotOurs(handle, get.Experiment.Tags[TagOwner])
+		default:
+			if err := f.stop(ctx, c, handle, get.Experiment.State); err != nil {
+				return r, err
+			}
+			r.Stopped = []string{handle}
+			return r, nil
+		}
+	}
+	if fault.Owner == "" {
+		r.NotFound = true
+		return r, nil
+	}
+	if _, err := f.check(fault); err != nil {
+		return r, err
+	}
+	mine, err := f.owned(ctx, c, fault)
 	if err != nil {
-		return awsconf.Classify(err, "fis:GetExperiment", "experiment/"+handle)
+		return r, err
 	}
-	if st := get.Experiment.State; st != nil && (terminal(st.Status) || st.Status == types.ExperimentStatusStopping) {
+	for _, e := range mine {
+		id := aws.ToString(e.Id)
+		if err := f.stop(ctx, c, id, e.State); err != nil {
+			return r, err
+		}
+		r.Stopped = append(r.Stopped, id)
+	}
+	r.NotFound = len(r.Stopped) == 0
+	return r, nil
+}
+
+// stop stops experiment id unless its state st says it is over or ending.
+func (f *Faults) stop(ctx context.Context, c *awsfis.Client, id string, st *types.ExperimentState) error {
+	if st != nil && (terminal(st.Status) || st.Status == types.ExperimentStatusStopping) {
 		return nil
 	}
-	_, err = c.StopExperiment(ctx, &awsfis.StopExperimentInput{Id: aws.String(handle)})
+	_, err := c.StopExperiment(ctx, &awsfis.StopExperimentInput{Id: aws.String(id)})
 	if err == nil {
 		return nil
 	}
 	// It may have ended between the two calls.
-	if again, gerr := c.GetExperiment(ctx, &awsfis.GetExperimentInput{Id: aws.String(handle)}); gerr == nil && again.Experiment.State != nil && terminal(again.Experiment.State.Status) {
+	if again, gerr := c.GetExperiment(ctx, &awsfis.GetExperimentInput{Id: aws.String(id)}); gerr == nil && again.Experiment.State != nil && terminal(again.Experiment.State.Status) {
 		return nil
 	}
-	return awsconf.Classify(err, "fis:StopExperiment", "experiment/"+handle)
+	return awsconf.Classify(err, "fis:StopExperiment", "experiment/"+id)
 }
 
 // Permissions lists what Faults needs with cfg.
@@ -234,6 +330,10 @@ func Permissions(capability string, cfg map[string]any) ([]activities.Permission
 	return []activities.Permission{
 		// StartExperiment authorizes against the template and the new experiment.
 		{Actions: []string{"fis:StartExperiment"}, Resources: append(templates, experiments)},
-		{Actions: []string{"fis:GetExperiment", "fis:StopExperiment"}, Resources: []string{experiments}},
+		// Tags on start (owner, kind) are authorized as TagResource.
+		{Actions: []string{"fis:GetExperiment", "fis:StopExperiment", "fis:TagResource"}, Resources: []string{experiments}},
+		// A restore finds the drill's experiments by tag; ListExperiments
+		// has no resource to narrow it to.
+		{Actions: []string{"fis:ListExperiments"}, Resources: []string{"*"}},
 	}, nil
 }

@@ -3,6 +3,7 @@ package awstest
 import (
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"net/url"
 	"sort"
 	"strconv"
@@ -348,20 +349,31 @@ func (f *ARC) State(arn string) string {
 	return f.states[arn]
 }
 
-// FIS fakes experiments: they run as soon as they start.
+// FIS fakes experiments: they run as soon as they start, unless StartAs
+// says otherwise for their template. They keep their tags and template, so
+// that ListExperiments can be filtered as FIS does.
 type FIS struct {
 	*Server
-	mu     sync.Mutex
-	byID   map[string]string // id -> status
-	tokens map[string]string // client token -> id
+	mu      sync.Mutex
+	exps    map[string]*fisExperiment
+	order   []string          // ids in start order
+	tokens  map[string]string // client token -> id
+	startAs map[string]string // template -> status at start
 }
 
-// NewFIS serves StartExperiment, GetExperiment and StopExperiment.
+type fisExperiment struct {
+	status, template string
+	tags             map[string]string
+}
+
+// NewFIS serves StartExperiment, GetExperiment, StopExperiment and
+// ListExperiments.
 func NewFIS(t testing.TB) *FIS {
-	f := &FIS{Server: New(t, RestJSON), byID: map[string]string{}, tokens: map[string]string{}}
-	exp := func(id string) Response {
-		return f.JSON(map[string]any{"experiment": map[string]any{"id": id, "experimentTemplateId": "EXT1",
-			"state": map[string]any{"status": f.byID[id], "reason": "Experiment is " + f.byID[id] + "."}}})
+	f := &FIS{Server: New(t, RestJSON), exps: map[string]*fisExperiment{}, tokens: map[string]string{}, startAs: map[string]string{}}
+	doc := func(id string) map[string]any {
+		e := f.exps[id]
+		return map[string]any{"id": id, "experimentTemplateId": e.template, "tags": e.tags,
+			"state": map[string]any{"status": e.status, "reason": "Experiment is " + e.status + "."}}
 	}
 	f.Handle("POST /experiments", func(r *Request) Response {
 		f.mu.Lock()
@@ -369,35 +381,98 @@ func NewFIS(t testing.TB) *FIS {
 		tok, _ := r.Doc["clientToken"].(string)
 		id, ok := f.tokens[tok]
 		if !ok {
-			id = fmt.Sprintf("EXP%d", len(f.byID)+1)
-			f.tokens[tok], f.byID[id] = id, "running"
+			tmpl, _ := r.Doc["experimentTemplateId"].(string)
+			tags := map[string]string{}
+			if m, ok := r.Doc["tags"].(map[string]any); ok {
+				for k, v := range m {
+					tags[k], _ = v.(string)
+				}
+			}
+			id = f.addLocked(tmpl, tags)
+			f.tokens[tok] = id
 		}
-		return exp(id)
+		return f.JSON(map[string]any{"experiment": doc(id)})
 	})
 	f.Handle("GET /experiments/{id}", func(r *Request) Response {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if _, ok := f.byID[r.Vars["id"]]; !ok {
+		if _, ok := f.exps[r.Vars["id"]]; !ok {
 			return f.Error(404, "ResourceNotFoundException", "experiment not found")
 		}
-		return exp(r.Vars["id"])
+		return f.JSON(map[string]any{"experiment": doc(r.Vars["id"])})
+	})
+	f.Handle("GET /experiments", func(r *Request) Response {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		list := []any{}
+		for _, id := range f.order {
+			if t := r.Query.Get("experimentTemplateId"); t == "" || t == f.exps[id].template {
+				list = append(list, doc(id))
+			}
+		}
+		return f.JSON(map[string]any{"experiments": list})
 	})
 	f.Handle("DELETE /experiments/{id}", func(r *Request) Response {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if f.byID[r.Vars["id"]] == "running" {
-			f.byID[r.Vars["id"]] = "stopped"
+		e, ok := f.exps[r.Vars["id"]]
+		if !ok {
+			return f.Error(404, "ResourceNotFoundException", "experiment not found")
 		}
-		return exp(r.Vars["id"])
+		switch e.status {
+		case "pending", "initiating", "running":
+			e.status = "stopped"
+		}
+		return f.JSON(map[string]any{"experiment": doc(r.Vars["id"])})
 	})
 	return f
+}
+
+func (f *FIS) addLocked(template string, tags map[string]string) string {
+	id := fmt.Sprintf("EXP%d", len(f.exps)+1)
+	st := f.startAs[template]
+	if st == "" {
+		st = "running"
+	}
+	f.exps[id] = &fisExperiment{status: st, template: template, tags: tags}
+	f.order = append(f.order, id)
+	return id
+}
+
+// StartAs makes experiments of template start in status (such as
+// "initiating", to stay there: one that started but never ran).
+func (f *FIS) StartAs(template, status string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.startAs[template] = status
+}
+
+// Put starts an experiment from outside drillship (someone else's) and
+// returns its id.
+func (f *FIS) Put(template string, tags map[string]string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.addLocked(template, tags)
 }
 
 // Status returns an experiment's status ("" if unknown).
 func (f *FIS) Status(id string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.byID[id]
+	if e, ok := f.exps[id]; ok {
+		return e.status
+	}
+	return ""
+}
+
+// Tags returns an experiment's tags.
+func (f *FIS) Tags(id string) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e, ok := f.exps[id]; ok {
+		return maps.Clone(e.tags)
+	}
+	return nil
 }
 
 // CloudWatch fakes metric results and alarms (smithy-rpcv2-cbor).
