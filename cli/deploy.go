@@ -20,6 +20,7 @@ import (
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/deploys"
 	"github.com/drillship/drillship/dora"
+	"github.com/drillship/drillship/lease"
 	"github.com/drillship/drillship/workflows"
 )
 
@@ -143,6 +144,18 @@ func follow[R any](c *ucli.Context, cl client.Client, run client.WorkflowRun, as
 // is an error rather than a second one.
 func StartDeploy(ctx context.Context, cl client.Client, in workflows.DeployInput) (client.WorkflowRun, error) {
 	id := workflows.DeployID(in.Spec.Service, in.Version)
+	alreadyRunning := ucli.Exit(fmt.Sprintf("%s of %s is already being deployed (%s)", in.Version, in.Spec.Service, id), ExitUsage)
+	if d, err := cl.DescribeWorkflowExecution(ctx, id, ""); err == nil &&
+		d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return nil, alreadyRunning
+	}
+	// One deploy per service and traffic target: the lease is taken for the
+	// workflow id before the start (the workflow takes it again as its own).
+	keys := lease.DeployKeys(in.Spec)
+	if err := takeLease(ctx, cl, lease.AcquireInput{Keys: keys, Holder: id,
+		What: fmt.Sprintf("deploy of %s %s", in.Spec.Service, in.Version)}); err != nil {
+		return nil, err
+	}
 	run, err := cl.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       id,
 		TaskQueue:                workflows.TaskQueue,
@@ -156,9 +169,11 @@ func StartDeploy(ctx context.Context, cl client.Client, in workflows.DeployInput
 	}, "Deploy", in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
-		return nil, ucli.Exit(fmt.Sprintf("a deploy of %s %s is already running: %s", in.Spec.Service, in.Version, id), ExitUsage)
+		// The running one holds the lease: keep it.
+		return nil, alreadyRunning
 	}
 	if err != nil {
+		dropLease(ctx, cl, keys, id)
 		return nil, fmt.Errorf("start deploy: %w", err)
 	}
 	return run, nil

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -9,10 +10,12 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/drillship/drillship/drills"
+	"github.com/drillship/drillship/lease"
 	"github.com/drillship/drillship/ledger"
 	"github.com/drillship/drillship/report"
 	"github.com/drillship/drillship/schedule"
@@ -126,6 +129,12 @@ func drillRun() *ucli.Command {
 // StartDrill starts a drill workflow.
 func StartDrill(ctx context.Context, cl client.Client, in workflows.DrillInput) (client.WorkflowRun, error) {
 	id := workflows.DrillID(in.Spec.Name, time.Now())
+	// A drill never shifts a traffic target (or deploys a service) that a
+	// deploy or another drill is moving.
+	keys := lease.DrillKeys(in.Spec)
+	if err := takeLease(ctx, cl, lease.AcquireInput{Keys: keys, Holder: id, What: "drill " + in.Spec.Name}); err != nil {
+		return nil, err
+	}
 	mode := in.Mode
 	if mode == "" {
 		mode = in.Spec.Mitigation.Mode
@@ -139,7 +148,13 @@ func StartDrill(ctx context.Context, cl client.Client, in workflows.DrillInput) 
 			workflows.AttrKind.ValueSet("drill"), workflows.AttrScenario.ValueSet(in.Spec.Name),
 			workflows.AttrEnvironment.ValueSet(in.Spec.Environment)),
 	}, "Drill", in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		// Same drill started within the same second: that run holds the lease.
+		return nil, ucli.Exit(fmt.Sprintf("%s is already running (%s)", in.Spec.Name, id), ExitUsage)
+	}
 	if err != nil {
+		dropLease(ctx, cl, keys, id)
 		return nil, fmt.Errorf("start drill: %w", err)
 	}
 	return run, nil

@@ -127,8 +127,17 @@ func acquire(ctx context.Context, c client.Client, taskQueue string, in AcquireI
 // update racing the lock's end (it lingered out, or continued as new) fails
 // without effect and is sent again.
 func acquireOne(ctx context.Context, c client.Client, taskQueue, key string, in AcquireInput) (already bool, held *heldBy, err error) {
+	rechecked := false
 	for attempt := 1; ; attempt++ {
 		already, held, err = tryAcquire(ctx, c, taskQueue, key, in)
+		if held != nil && !rechecked && holderEnded(ctx, c, held.HeldBy) {
+			// The holder has just ended (a deploy that finished a moment
+			// ago): have the lock look now, then ask once more.
+			rechecked = true
+			if recheck(ctx, c, key) == nil {
+				continue
+			}
+		}
 		if err == nil || attempt == 5 || ctx.Err() != nil {
 			return already, held, err
 		}
@@ -167,6 +176,23 @@ func tryAcquire(ctx context.Context, c client.Client, taskQueue, key string, in 
 		return false, nil, err
 	}
 	return res.Already, nil, nil
+}
+
+// holderEnded reports whether the workflow id has a closed run and none
+// running.
+func holderEnded(ctx context.Context, c client.Client, id string) bool {
+	d, err := c.DescribeWorkflowExecution(ctx, id, "")
+	return err == nil && d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+}
+
+func recheck(ctx context.Context, c client.Client, key string) error {
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: LockID(key), UpdateName: updateCheck, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return err
+	}
+	return h.Get(ctx, nil)
 }
 
 // refusal returns who holds the key when err is the lock's refusal.

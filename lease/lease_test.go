@@ -333,3 +333,72 @@ func TestFreeLockEndsAndRestarts(t *testing.T) {
 	}
 	release(t, c, lease.ReleaseInput{Keys: []string{key}, Holder: "linger/a"})
 }
+
+// A deploy that has just ended does not block the next one until the lock's
+// next check: the refused acquirer has the lock check at once.
+func TestEndedHolderIsReplacedAtOnce(t *testing.T) {
+	c := temporalClient(t)
+	old := lease.CheckEvery
+	lease.CheckEvery = time.Hour // this lock would not look by itself
+	defer func() { lease.CheckEvery = old }()
+	key := "service:ended@test"
+	startHolder(t, c, "deploy/ended/v1")
+	if r := acquire(t, c, lease.AcquireInput{Keys: []string{key}, Holder: "deploy/ended/v1"}); !r.Granted {
+		t.Fatalf("%+v", r)
+	}
+	if err := c.SignalWorkflow(context.Background(), "deploy/ended/v1", "", "done", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.GetWorkflow(context.Background(), "deploy/ended/v1", "").Get(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if r := acquire(t, c, lease.AcquireInput{Keys: []string{key}, Holder: "deploy/ended/v2"}); !r.Granted {
+		t.Fatalf("after the holder ended: %+v", r)
+	}
+	if took := time.Since(t0); took > 5*time.Second {
+		t.Fatalf("took %s", took)
+	}
+	release(t, c, lease.ReleaseInput{Keys: []string{key}, Holder: "deploy/ended/v2"})
+}
+
+// A lock held for long continues as new with its holders, and keeps
+// refusing and granting across the new runs.
+func TestLockContinuesAsNewWithItsHolders(t *testing.T) {
+	c := temporalClient(t)
+	old := lease.SetMaxEvents(40)
+	defer lease.SetMaxEvents(old)
+	key := "service:long@test"
+	startHolder(t, c, "deploy/long/v1")
+	if r := acquire(t, c, lease.AcquireInput{Keys: []string{key}, Holder: "deploy/long/v1", What: "deploy"}); !r.Granted {
+		t.Fatalf("%+v", r)
+	}
+	first := c.GetWorkflow(context.Background(), lease.LockID(key), "").GetRunID()
+	deadline := time.Now().Add(20 * time.Second)
+	runs := map[string]bool{first: true}
+	for len(runs) < 3 && time.Now().Before(deadline) {
+		// Acquires race the continue-as-new: each must still be refused.
+		if r := acquire(t, c, lease.AcquireInput{Keys: []string{key}, Holder: "deploy/long/v2"}); r.Granted || r.HeldBy != "deploy/long/v1" {
+			t.Fatalf("during continue-as-new: %+v", r)
+		}
+		d, err := c.DescribeWorkflowExecution(context.Background(), lease.LockID(key), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs[d.GetWorkflowExecutionInfo().GetExecution().GetRunId()] = true
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(runs) < 3 {
+		t.Fatalf("lock did not continue as new: runs %v", runs)
+	}
+	if got := holders(t, c, key); len(got) != 1 || got[0] != "deploy/long/v1" {
+		t.Fatalf("holders after continue-as-new: %v", got)
+	}
+	if err := c.SignalWorkflow(context.Background(), "deploy/long/v1", "", "done", nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := acquire(t, c, lease.AcquireInput{Keys: []string{key}, Holder: "deploy/long/v2"}); !r.Granted {
+		// The holder may not have closed yet when this was refused.
+		waitFree(t, c, key, 4*every+2*time.Second)
+	}
+}

@@ -17,6 +17,7 @@ const (
 	LockWorkflow  = "DrillshipLease"
 	updateAcquire = "acquire"
 	updateRelease = "release"
+	updateCheck   = "check"
 	// QueryHolders returns the lock's holders ([]Holder).
 	QueryHolders = "holders"
 	lockIDPrefix = "drillship-lock/"
@@ -77,7 +78,7 @@ const (
 
 // maxEvents bounds the lock's history; a lock held for hours continues as
 // new long before the server's own suggestion.
-const maxEvents = 2000
+var maxEvents = 2000
 
 func (s *lockInput) find(id string) int {
 	for i, h := range s.Holders {
@@ -146,11 +147,19 @@ func lockWorkflow(ctx workflow.Context, in lockInput) error {
 	if err != nil {
 		return err
 	}
-
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2},
 	})
+	// A refused acquirer that sees the holder closed asks for a check now
+	// rather than waiting for the next one; the lock still decides.
+	err = workflow.SetUpdateHandler(ctx, updateCheck, func(ctx workflow.Context) error {
+		st.check(ctx, workflow.WithActivityOptions(ctx, workflow.GetActivityOptions(actx)))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	for {
 		if len(st.Holders) == 0 {
 			if ok, _ := workflow.AwaitWithTimeout(ctx, st.Linger, func() bool { return len(st.Holders) > 0 }); ok {
@@ -165,30 +174,38 @@ func lockWorkflow(ctx workflow.Context, in lockInput) error {
 		if ok, _ := workflow.AwaitWithTimeout(ctx, st.Every, func() bool { return len(st.Holders) == 0 }); ok {
 			continue
 		}
-		ids := make([]string, len(st.Holders))
-		for i, h := range st.Holders {
-			ids[i] = h.ID
-		}
-		var statuses []holderStatus
-		// An unanswered check keeps the holders: holding too long is safe,
-		// freeing a key a live deploy holds is not.
-		if err := workflow.ExecuteActivity(actx, activityHolders, ids).Get(ctx, &statuses); err == nil {
-			now := workflow.Now(ctx)
-			for _, s := range statuses {
-				i := st.find(s.ID)
-				if i < 0 {
-					continue // released while we looked
-				}
-				h := &st.Holders[i]
-				if gone(h, s, now, st.Grace) {
-					st.remove(s.ID)
-				}
-			}
-		}
+		st.check(ctx, actx)
 		info := workflow.GetInfo(ctx)
 		if info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > maxEvents {
 			_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 			return workflow.NewContinueAsNewError(ctx, LockWorkflow, *st)
+		}
+	}
+}
+
+// check asks whether the holders' workflows run and drops those gone. An
+// unanswered check keeps them: holding too long is safe, freeing a key that
+// a live deploy holds is not.
+func (st *lockInput) check(ctx, actx workflow.Context) {
+	if len(st.Holders) == 0 {
+		return
+	}
+	ids := make([]string, len(st.Holders))
+	for i, h := range st.Holders {
+		ids[i] = h.ID
+	}
+	var statuses []holderStatus
+	if err := workflow.ExecuteActivity(actx, activityHolders, ids).Get(ctx, &statuses); err != nil {
+		return
+	}
+	now := workflow.Now(ctx)
+	for _, s := range statuses {
+		i := st.find(s.ID)
+		if i < 0 {
+			continue // released while we looked
+		}
+		if gone(&st.Holders[i], s, now, st.Grace) {
+			st.remove(s.ID)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/lease"
 	"github.com/drillship/drillship/workflows"
 )
 
@@ -45,5 +46,8 @@ func New(c client.Client, reg *activities.Registry, logger *slog.Logger, o Optio
 	w := sdkworker.New(c, o.TaskQueue, wo)
 	acts := activities.New(reg, logger)
 	Register(w, acts)
+	// The lock workflows behind "one deploy per target" and the activities
+	// the deploy and drill workflows take their leases with.
+	lease.Register(w, c)
 	return w, acts
 }
