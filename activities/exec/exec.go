@@ -1,18 +1,23 @@
 // Package exec is the exec runner provider: it runs a command of an action
 // (Action.Argv) with a timeout, but only commands the settings allow, and
-// reports their output.
+// reports their output. Commands get the action's idempotency key in env
+// DRILLSHIP_IDEMPOTENCY_KEY, since a retried action runs them again.
 package exec
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"go.temporal.io/sdk/activity"
 
 	"github.com/drillship/drillship/activities"
 )
@@ -28,6 +33,12 @@ type Config struct {
 	Allow []string `json:"allow"`
 	Dir   string   `json:"dir,omitempty"`
 }
+
+// Environment a command gets when its action has a key.
+const (
+	EnvKey     = "DRILLSHIP_IDEMPOTENCY_KEY" // Action.Key: "<drill id>/<step>", the same on every attempt
+	EnvAttempt = "DRILLSHIP_ATTEMPT"         // 1 on the first attempt, 2 on the first retry, ...
+)
 
 // Defaults for a run.
 const (
@@ -94,7 +105,10 @@ func (r *Runner) resolve(argv0 string) (string, error) {
 	return "", activities.Permanent(fmt.Errorf("exec: command %q (%s) is not allowed (allowed: %s)", argv0, path, strings.Join(r.allow, ", ")))
 }
 
-// Run runs a.Argv with Params["timeout"] (default 30s). The output is the
+// Run runs a.Argv with Params["timeout"] (default 30s) and, when a.Key is
+// set, env DRILLSHIP_IDEMPOTENCY_KEY (and DRILLSHIP_ATTEMPT). A command is
+// only as safe to retry as it makes itself: drillship retries actions after
+// crashes and errors, and the key is how the command can tell. The output is the
 // last 64 KiB of stdout and stderr together. A non-zero exit is an error
 // with the exit code and the end of the output; the Output is filled in
 // either way.
@@ -124,6 +138,14 @@ func (r *Runner) Run(ctx context.Context, a activities.Action) (activities.Outpu
 	out := &tailBuffer{max: MaxOutput}
 	cmd := exec.CommandContext(ctx, path, a.Argv[1:]...)
 	cmd.Dir = r.dir
+	if a.Key != "" {
+		// The same key on every attempt: a command that is not idempotent
+		// by nature records it when done and skips the work on a retry.
+		cmd.Env = append(os.Environ(), EnvKey+"="+a.Key)
+		if activity.IsActivity(ctx) {
+			cmd.Env = append(cmd.Env, EnvAttempt+"="+strconv.Itoa(int(activity.GetInfo(ctx).Attempt)))
+		}
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	// Own process group: on timeout the whole tree goes, not just the
 	// shell, and a grandchild holding the pipes cannot hang the run.

@@ -127,3 +127,35 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+// The action's idempotency key reaches the command, the same on every run,
+// so that a command can skip work a crashed or failed attempt already did.
+// (Before, actions had no key: a retried exec could only do it all again.)
+func TestIdempotencyKeyReachesCommand(t *testing.T) {
+	if _, err := osexec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	r := runner(t, "sh")
+	dir := t.TempDir()
+	// A command that does its work once per key: the pattern the key is for.
+	script := `mark="$0/$(printf %s "$DRILLSHIP_IDEMPOTENCY_KEY" | tr / _)"
+if mkdir "$mark" 2>/dev/null; then echo "did $DRILLSHIP_IDEMPOTENCY_KEY"; else echo "already did $DRILLSHIP_IDEMPOTENCY_KEY"; fi`
+	a := activities.Action{Name: "drain", Argv: []string{"sh", "-c", script, dir}, Key: "drill-42/Mitigate: drain east"}
+	var got []string
+	for range 2 {
+		out, err := r.Run(context.Background(), a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, strings.TrimSpace(out.Detail))
+	}
+	want := []string{"did drill-42/Mitigate: drain east", "already did drill-42/Mitigate: drain east"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("runs said %q, want %q", got, want)
+	}
+	// Without a key (runs from before keys), the variable is not set.
+	out, err := r.Run(context.Background(), activities.Action{Argv: []string{"sh", "-c", `echo "key=[${DRILLSHIP_IDEMPOTENCY_KEY-unset}]"`}})
+	if err != nil || strings.TrimSpace(out.Detail) != "key=[unset]" {
+		t.Fatalf("without a key: %q, %v", out.Detail, err)
+	}
+}
