@@ -225,6 +225,13 @@ func change(f activities.Fault, undo bool) (lab.ServiceChange, error) {
 
 // faults is the Faults capability: a type of its own, as its Stop would
 // clash with Release's.
+//
+// Ownership: a lab service has one error rate and one down switch per
+// version, with no room for a label, so the lab cannot say who set them.
+// Stop therefore verifies the state before it undoes anything: it resets an
+// error rate only while the version still has the rate this fault set, and
+// brings a version up only while it is down. A rate someone else set since
+// is left alone (NotOurs).
 type faults struct{ c *Client }
 
 // Inject breaks a version of the sample service; the handle is the version.
@@ -236,13 +243,44 @@ func (f faults) Inject(ctx context.Context, flt activities.Fault) (string, error
 	return ch.Version, f.c.changeService(ctx, ch)
 }
 
-// Stop undoes the fault: error rate back to 0, the version serving again.
-func (f faults) Stop(ctx context.Context, flt activities.Fault, handle string) (activities.StopResult, error) {
-	ch, err := change(flt, true)
+// Stop undoes the fault if the version still shows it: error rate back to
+// 0, the version serving again. Nothing to undo is NotFound.
+func (f faults) Stop(ctx context.Context, flt activities.Fault, _ string) (activities.StopResult, error) {
+	var r activities.StopResult
+	set, err := change(flt, false)
 	if err != nil {
-		return activities.StopResult{}, err
+		return r, err
 	}
-	return activities.StopResult{Stopped: []string{handle}}, f.c.changeService(ctx, ch)
+	cc, err := f.c.control()
+	if err != nil {
+		return r, err
+	}
+	svcs, err := cc.Services(ctx)
+	if err != nil {
+		return r, err
+	}
+	var cur *lab.ServiceStatus
+	for i := range svcs {
+		if svcs[i].Version == set.Version {
+			cur = &svcs[i]
+		}
+	}
+	switch {
+	case cur == nil:
+		return r, activities.Permanent(fmt.Errorf("lab: fault %s: version %s: %w", flt.Kind, set.Version, lab.ErrUnknownVersion))
+	case set.ErrorRate != nil && cur.ErrorRate == 0, set.Down != nil && !cur.Down:
+		r.NotFound = true
+		return r, nil
+	case set.ErrorRate != nil && cur.ErrorRate != *set.ErrorRate:
+		r.NotOurs = fmt.Sprintf("%s error rate %g was set by someone else (this fault sets %g)", set.Version, cur.ErrorRate, *set.ErrorRate)
+		return r, nil
+	}
+	undo, _ := change(flt, true)
+	if err := f.c.changeService(ctx, undo); err != nil {
+		return r, err
+	}
+	r.Stopped = []string{set.Version}
+	return r, nil
 }
 
 // Faults returns the Faults capability of c.
