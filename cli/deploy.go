@@ -241,7 +241,9 @@ func waitFor[R, S any](ctx context.Context, cl client.Client, run client.Workflo
 	for {
 		select {
 		case err := <-done:
-			if err != nil {
+			// A run that did not end as hoped ends failed, its record in
+			// the error's details.
+			if err != nil && !workflows.RecordOf(err, &res) {
 				return res, fmt.Errorf("%s: %w", run.GetID(), err)
 			}
 			return res, nil
@@ -270,7 +272,7 @@ func queryDeploy(ctx context.Context, cl client.Client, id string) (workflows.De
 
 func progressLine(st workflows.DeployState) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[%s] step %d/%d  %s", st.Phase, st.Step, st.Steps, activities.FormatWeights(st.Weights))
+	fmt.Fprintf(&b, "[%s] step %d of %d  %s", st.Phase, st.Step, st.Steps, activities.FormatWeights(st.Weights))
 	if st.WindowEndsAt > 0 {
 		left := time.Until(time.UnixMilli(st.WindowEndsAt)).Round(time.Second)
 		if left < 0 {
@@ -300,8 +302,19 @@ func printDeployResult(w io.Writer, r workflows.DeployResult) {
 	if r.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", r.Reason)
 	}
-	for i, s := range r.Steps {
-		fmt.Fprintf(w, "  step %d  %3d%%  %-9s  samples %d, failed %d\n", i+1, s.Weight, s.Verdict, s.Samples, s.Failures)
+	for _, s := range r.Steps {
+		what := fmt.Sprintf("step %d", s.Step)
+		if s.Kind == workflows.WatchBake {
+			what = "bake"
+		}
+		fmt.Fprintf(w, "  %-7s %-6s %3d%%  %-12s  samples %d (%d conclusive), failed %d", what, s.Kind, s.Weight, s.Verdict, s.Samples, s.Conclusive, s.Failures)
+		if s.UnobservedMs > 0 {
+			fmt.Fprintf(w, ", unobserved %s (not counted)", time.Duration(s.UnobservedMs)*time.Millisecond)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, f := range r.Findings {
+		fmt.Fprintf(w, "  finding: %s\n", f)
 	}
 	fmt.Fprintf(w, "  final weights: %s\n", activities.FormatWeights(r.FinalWeights))
 	for _, a := range r.Audit {
@@ -380,7 +393,7 @@ func deployStatus() *ucli.Command {
 				return nil
 			}
 			var res workflows.DeployResult
-			if err := cl.GetWorkflow(c.Context, id, "").Get(c.Context, &res); err != nil {
+			if err := cl.GetWorkflow(c.Context, id, "").Get(c.Context, &res); err != nil && !workflows.RecordOf(err, &res) {
 				out["error"] = err.Error()
 				if asJSON {
 					return printJSON(c.App.Writer, out)

@@ -34,18 +34,32 @@ func testSpec(onFailure string, steps ...deploys.Step) deploys.Spec {
 	return s
 }
 
+// runDeploy runs a deploy of v2 and returns its record: the result of a
+// promotion, or the record carried by the typed error of any other ending
+// (checked against the outcome).
 func runDeploy(t *testing.T, env *testsuite.TestWorkflowEnvironment, spec deploys.Spec) DeployResult {
 	t.Helper()
 	env.ExecuteWorkflow(Deploy, DeployInput{Spec: spec, Version: "v2"})
 	if !env.IsWorkflowCompleted() {
 		t.Fatal("workflow did not complete")
 	}
-	if err := env.GetWorkflowError(); err != nil {
-		t.Fatalf("workflow error: %v", err)
-	}
 	var res DeployResult
+	if err := env.GetWorkflowError(); err != nil {
+		if !RecordOf(err, &res) {
+			t.Fatalf("workflow error without a record: %v", err)
+		}
+		want := map[string]string{OutcomeRolledBack: ErrRolledBack, OutcomeAborted: ErrAborted,
+			OutcomeRollbackFailed: ErrRollbackFailed, OutcomeRefused: ErrRefused}[res.Outcome]
+		if got := EndingOf(err); got != want || want == "" {
+			t.Fatalf("outcome %s ended the workflow with error type %q, want %q", res.Outcome, got, want)
+		}
+		return res
+	}
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
+	}
+	if res.Outcome != OutcomePromoted {
+		t.Fatalf("the workflow completed with outcome %s: only a promotion completes", res.Outcome)
 	}
 	return res
 }
@@ -273,8 +287,9 @@ func TestDeployRefusesStableVersion(t *testing.T) {
 	env, w := newEnv(t), newWorld()
 	w.mockDeploy(env)
 	env.ExecuteWorkflow(Deploy, DeployInput{Spec: testSpec("rollback"), Version: "v1"})
-	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "already the stable version") {
-		t.Fatalf("err %v", err)
+	err := env.GetWorkflowError()
+	if err == nil || !strings.Contains(err.Error(), "already the stable version") || EndingOf(err) != ErrRefused {
+		t.Fatalf("err %v, want refused", err)
 	}
 	if w.called("weights") != 0 || w.called("deploy") != 0 {
 		t.Fatal("nothing may change")

@@ -9,10 +9,12 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/analysis"
+	"github.com/drillship/drillship/lease"
 )
 
 // world stands in for the environment at the activity boundary: it keeps
@@ -30,6 +32,15 @@ type world struct {
 	watchN   int
 	failStop int // StopFault fails this many times first
 	restored []string
+
+	// Deploy timing and faults, set before mockDeploy.
+	deployDelay  time.Duration // DeployVersion takes this long
+	windowDelay  time.Duration // a timed watch takes this long
+	failStableAt int           // SetWeights back to stable fails (non-retryable) when > 0
+	leaseHeldBy  string        // AcquireLease refuses, naming this holder
+	// stoppedServing counts canaries stopped while they still had traffic:
+	// the invariant is that it stays 0.
+	stoppedServing int
 }
 
 func newWorld() *world {
@@ -49,12 +60,24 @@ var errNotYet = errors.New("not yet")
 // blocks until it is cancelled.
 func (w *world) mockDeploy(env *testsuite.TestWorkflowEnvironment) {
 	var a *activities.Activities
+	var l *lease.Activities
+	env.OnActivity(l.AcquireLease, mock.Anything, mock.Anything).Return(func(ctx context.Context, in lease.AcquireInput) (lease.AcquireResult, error) {
+		w.count("lease")
+		if w.leaseHeldBy != "" {
+			return lease.AcquireResult{Key: in.Keys[0], HeldBy: w.leaseHeldBy}, nil
+		}
+		return lease.AcquireResult{Granted: true}, nil
+	})
+	env.OnActivity(l.ReleaseLease, mock.Anything, mock.Anything).Return(func(ctx context.Context, in lease.ReleaseInput) error {
+		w.count("release")
+		return nil
+	})
 	env.OnActivity(a.ReleaseState, mock.Anything, mock.Anything).Return(func(ctx context.Context, t activities.Target) (activities.ReleaseState, error) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return activities.ReleaseState{Stable: w.stable, Running: append([]string(nil), w.running...)}, nil
 	})
-	env.OnActivity(a.DeployVersion, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.VersionInput) (int64, error) {
+	env.OnActivity(a.DeployVersion, mock.Anything, mock.Anything).After(w.deployDelay).Return(func(ctx context.Context, in activities.VersionInput) (int64, error) {
 		w.count("deploy")
 		w.mu.Lock()
 		w.running = append(w.running, in.Version)
@@ -64,6 +87,9 @@ func (w *world) mockDeploy(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(a.StopVersion, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.VersionInput) (int64, error) {
 		w.count("stop:" + in.Version)
 		w.mu.Lock()
+		if w.weights[in.Version] > 0 {
+			w.stoppedServing++
+		}
 		var keep []string
 		for _, v := range w.running {
 			if v != in.Version {
@@ -89,6 +115,9 @@ func (w *world) mockDeploy(env *testsuite.TestWorkflowEnvironment) {
 		w.count("weights")
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		if w.failStableAt > 0 && in.Weights["v2"] == 0 && w.weights["v2"] > 0 {
+			return activities.WeightsResult{}, temporal.NewNonRetryableApplicationError("AccessDenied: not allowed to change the weights", "Permanent", nil)
+		}
 		for k, v := range in.Weights {
 			w.weights[k] = v
 		}
@@ -98,7 +127,7 @@ func (w *world) mockDeploy(env *testsuite.TestWorkflowEnvironment) {
 	// test clock only moves while no activity runs); the workflow re-arms it.
 	env.OnActivity(a.Watch, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool { return in.Forever })).
 		After(time.Hour).Return(activities.WatchResult{}, nil)
-	env.OnActivity(a.Watch, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool { return !in.Forever })).Return(func(ctx context.Context, in activities.WatchInput) (activities.WatchResult, error) {
+	env.OnActivity(a.Watch, mock.Anything, mock.MatchedBy(func(in activities.WatchInput) bool { return !in.Forever })).After(w.windowDelay).Return(func(ctx context.Context, in activities.WatchInput) (activities.WatchResult, error) {
 		w.mu.Lock()
 		i := w.watchN
 		w.watchN++
@@ -150,5 +179,6 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	env.RegisterWorkflow(Drill)
 	env.RegisterWorkflow(Failover)
 	env.RegisterActivity(&activities.Activities{})
+	env.RegisterActivity(&lease.Activities{})
 	return env
 }
