@@ -200,14 +200,22 @@ func (c *Client) Inject(ctx context.Context, f activities.Fault) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("postgres: %s %s: %w", FaultKillNode, node, err)
 	}
-	c.log.Info("postgres: node killed", "node", node, "at", at)
+	c.log.Info("postgres: node killed", "node", node, "at", at, "owner", f.Owner)
 	return node, nil
 }
 
 // Stop does nothing: a crash is not undone by starting the old primary
 // again, which would come back as a second primary. The drill's restore
-// steps rebuild the node as a replica instead.
+// steps rebuild the node as a replica instead. Since it never removes or
+// starts anything, it cannot touch what someone else did, and a kill leaves
+// nothing that could carry an owner label (no process, no record): ownership
+// has nothing to mark here. With a handle the kill happened and is over
+// (Stopped); without one it never happened as far as drillship knows
+// (NotFound).
 func (c *Client) Stop(ctx context.Context, f activities.Fault, handle string) (activities.StopResult, error) {
+	if handle == "" {
+		return activities.StopResult{NotFound: true}, nil
+	}
 	return activities.StopResult{Stopped: []string{handle}}, nil
 }
 
