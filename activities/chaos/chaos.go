@@ -354,11 +354,12 @@ type faults struct {
 }
 
 func (f *faults) Inject(ctx context.Context, ft activities.Fault) (h string, err error) {
-	err = f.in.call(ctx, "faults.Inject", func() (e error) { h, e = f.f.Inject(ctx, ft); return e })
-	if err != nil {
-		return "", err
+	var inner error
+	err = f.in.call(ctx, "faults.Inject", func() error { h, inner = f.f.Inject(ctx, ft); return inner })
+	if err != nil && err != inner {
+		return "", err // the answer, handle and all, was lost
 	}
-	return h, nil
+	return h, err // the provider's own failure keeps its handle
 }
 
 func (f *faults) Stop(ctx context.Context, ft activities.Fault, handle string) (r activities.StopResult, err error) {
