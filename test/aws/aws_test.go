@@ -559,7 +559,7 @@ func TestAWSIAMPolicies(t *testing.T) {
 		controls := []string{panel + "a1b2c3d4e5f60718", panel + "f8e7d6c5b4a39281"}
 		alarms := []string{"arn:aws:cloudwatch:us-east-1:" + acct + ":alarm:" + eastAlarm, "arn:aws:cloudwatch:us-west-2:" + acct + ":alarm:" + westAlarm}
 		// By path, not shipped name: the loader sniffs the kind from name:.
-		check(t, policy(t, "../drills/aws-region-evacuation.yaml"), map[string][]string{
+		check(t, policy(t, "../../drills/aws-region-evacuation.yaml"), map[string][]string{
 			"route53-recovery-cluster:GetRoutingControlState":     controls,
 			"route53-recovery-cluster:UpdateRoutingControlStates": controls,
 			"route53-recovery-control-config:DescribeCluster":     {"arn:aws:route53-recovery-control::" + acct + ":cluster/8d1f5c2e-3a4b-4c6d-9e8f-0a1b2c3d4e5f"},

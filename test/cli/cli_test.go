@@ -31,7 +31,7 @@ func countWorkflows(t *testing.T, env interface {
 func TestBadInputStartsNothing(t *testing.T) {
 	env := harness.Start(t, false)
 	dir := t.TempDir()
-	good, err := os.ReadFile("../deploys/web-canary.yaml")
+	good, err := os.ReadFile("../../deploys/web-canary.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestBadInputStartsNothing(t *testing.T) {
 	if after.Stable != before.Stable || len(after.Running) != len(before.Running) || len(after.Faults) != 0 {
 		t.Fatalf("the environment changed: %+v -> %+v", before, after)
 	}
-	code, out, stderr := harness.RunCLI("drill", "validate", "../drills/region-failover.yaml", "--local-env", env.LocalURL())
+	code, out, stderr := harness.RunCLI("drill", "validate", "../../drills/region-failover.yaml", "--local-env", env.LocalURL())
 	if code != 0 || !strings.Contains(out, "ok") {
 		t.Fatalf("validate shipped drill: %d %s %s", code, out, stderr)
 	}

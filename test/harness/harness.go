@@ -359,3 +359,17 @@ func Contains(list []string, s string) bool { return slices.Contains(list, s) }
 
 // Ptr is &f.
 func Ptr(f float64) *float64 { return &f }
+
+// StartWithoutLocal starts the embedded Temporal server alone: no local
+// environment, no worker (the test runs its own of both).
+func StartWithoutLocal(t testing.TB) *devenv.Env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env, err := devenv.Start(ctx, devenv.Options{NoWorker: true, NoLocal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close() })
+	return env
+}

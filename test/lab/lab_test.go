@@ -40,7 +40,7 @@ func labStack(t *testing.T, l *lab.Lab) *devenv.Env {
 func TestLabCanary(t *testing.T) {
 	l := lab.Start(t, lab.Options{Parts: lab.PartHAProxy | lab.PartPrometheus, LoadRPS: 100})
 	env := labStack(t, l)
-	spec, err := deploys.Load("../deploys/lab-canary.yaml", env.Registry)
+	spec, err := deploys.Load("../../deploys/lab-canary.yaml", env.Registry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func deref(p *int64) any {
 func TestLabDBPrimaryLossSync(t *testing.T) {
 	l := lab.Start(t, lab.Options{Parts: lab.PartPostgres, SyncReplication: true})
 	env := labStack(t, l)
-	spec, err := drills.Load("../drills/db-primary-loss.yaml", env.Registry)
+	spec, err := drills.Load("../../drills/db-primary-loss.yaml", env.Registry)
 	if err != nil {
 		t.Fatal(err)
 	}
