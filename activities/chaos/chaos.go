@@ -174,6 +174,9 @@ func (c *Chaos) Provider() activities.Provider {
 			if err != nil {
 				return nil, err
 			}
+			if lr, ok := r.(activities.LoadReader); ok {
+				return &loadRunner{runner{c.injector(s), r}, lr}, nil
+			}
 			return &runner{c.injector(s), r}, nil
 		},
 	}
@@ -406,4 +409,16 @@ func (r *runner) Run(ctx context.Context, a activities.Action) (out activities.O
 		return activities.Output{}, err
 	}
 	return out, nil
+}
+
+// loadRunner keeps the wrapped runner's LoadReader, so that a drill's
+// snapshot still records the load (and its reads meet chaos too).
+type loadRunner struct {
+	runner
+	lr activities.LoadReader
+}
+
+func (r *loadRunner) Load(ctx context.Context) (m float64, err error) {
+	err = r.in.call(ctx, "runner.Load", func() (e error) { m, e = r.lr.Load(ctx); return e })
+	return m, err
 }
