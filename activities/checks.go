@@ -2,11 +2,13 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/drillship/drillship/ledger"
 )
@@ -21,26 +23,37 @@ type Check struct {
 	Min    *float64 `json:"min,omitempty" yaml:"min,omitempty"`
 	// For: a guardrail trips only when the check has failed this long.
 	For time.Duration `json:"for,omitempty" yaml:"for,omitempty"`
+	// MinRequests: a reading over fewer requests than this in the check's
+	// window (request_rate in the same scope and window) is inconclusive.
+	// 0 asks for no count; a reading with no data is inconclusive anyway.
+	MinRequests float64 `json:"minRequests,omitempty" yaml:"minRequests,omitempty"`
 }
 
-// CheckResult is one evaluation of a check.
+// CheckResult is one evaluation of a check. An inconclusive result (no
+// data, too few requests, a failed read) neither passes nor fails: OK is
+// false and Inconclusive true.
 type CheckResult struct {
-	Name   string  `json:"name"`
-	Value  float64 `json:"value"`
-	At     int64   `json:"at"`
-	OK     bool    `json:"ok"`
-	Detail string  `json:"detail,omitempty"`
+	Name         string  `json:"name"`
+	Value        float64 `json:"value"`
+	At           int64   `json:"at"`
+	OK           bool    `json:"ok"`
+	Inconclusive bool    `json:"inconclusive,omitempty"`
+	Detail       string  `json:"detail,omitempty"`
 }
+
+// Failed reports a conclusive failure.
+func (r CheckResult) Failed() bool { return !r.OK && !r.Inconclusive }
 
 // Eval judges a sample against the check. No data fails a Min check (a
-// probe that got no answer is down) and passes a Max check (no traffic has
-// no errors).
+// probe that got no answer is down) and is inconclusive for a Max check: no
+// traffic proves nothing about errors or latency.
 func (c Check) Eval(s Sample) CheckResult {
 	r := CheckResult{Name: c.Name, Value: s.Value, At: s.At, OK: true, Detail: s.Detail}
 	switch {
 	case s.NoData && c.Min != nil:
 		r.OK, r.Detail = false, "no data"
 	case s.NoData:
+		r.OK, r.Inconclusive, r.Detail = false, true, "no data (no requests in the window?): inconclusive"
 	case c.Max != nil && s.Value > *c.Max:
 		r.OK, r.Detail = false, fmt.Sprintf("%s %.4g above %.4g", c.Metric, s.Value, *c.Max)
 	case c.Min != nil && s.Value < *c.Min:
@@ -55,32 +68,70 @@ type ChecksInput struct {
 	Checks  []Check `json:"checks"`
 }
 
+// evalAll reads every check. A check whose read fails is inconclusive and
+// the others are still read: one broken query must not blind the rest. The
+// error is non-nil only for a permanent failure (a bad query, bad
+// settings), which no retry fixes.
 func (a *Activities) evalAll(ctx context.Context, in ChecksInput) ([]CheckResult, error) {
 	out := make([]CheckResult, 0, len(in.Checks))
+	var permanent []error
 	for _, c := range in.Checks {
-		t := in.Signals
-		if c.Target != nil {
-			t = *c.Target
-		}
-		sig, err := a.Reg.Signals(t)
+		r, err := a.evalOne(ctx, in.Signals, c)
 		if err != nil {
-			return nil, wrap("signals for check "+c.Name, err)
+			if IsPermanent(err) {
+				permanent = append(permanent, err)
+			}
+			activity.GetLogger(ctx).Warn("check failed to read", "check", c.Name, "error", err)
+			r = CheckResult{Name: c.Name, At: nowMs(), Inconclusive: true, Detail: "read failed: " + err.Error()}
 		}
-		s, err := sig.Sample(ctx, c.Query)
-		if err != nil {
-			return nil, wrap("check "+c.Name, err)
-		}
-		if s.At == 0 {
-			s.At = nowMs()
-		}
-		out = append(out, c.Eval(s))
+		out = append(out, r)
 	}
-	return out, nil
+	return out, errors.Join(permanent...)
 }
 
-// Evaluate reads every check once.
+func (a *Activities) evalOne(ctx context.Context, signals Target, c Check) (CheckResult, error) {
+	t := signals
+	if c.Target != nil {
+		t = *c.Target
+	}
+	sig, err := a.Reg.Signals(t)
+	if err != nil {
+		return CheckResult{}, wrap("signals for check "+c.Name, err)
+	}
+	s, err := sig.Sample(ctx, c.Query)
+	if err != nil {
+		return CheckResult{}, wrap("check "+c.Name, err)
+	}
+	if s.At == 0 {
+		s.At = nowMs()
+	}
+	r := c.Eval(s)
+	if c.MinRequests <= 0 || r.Inconclusive {
+		return r, nil
+	}
+	w := c.Window
+	if w <= 0 {
+		w = 10 * time.Second
+	}
+	rr, err := sig.Sample(ctx, Query{Metric: MetricRequests, Scope: c.Scope, Window: w})
+	if err != nil {
+		return CheckResult{}, wrap("request count for check "+c.Name, err)
+	}
+	if n := rr.Value * w.Seconds(); rr.NoData || n < c.MinRequests {
+		r.OK, r.Inconclusive = false, true
+		r.Detail = fmt.Sprintf("only %.0f requests in %s (minRequests %.0f): inconclusive", n, w, c.MinRequests)
+	}
+	return r, nil
+}
+
+// Evaluate reads every check once. A read that fails is an inconclusive
+// result, not an error, unless it is permanent.
 func (a *Activities) Evaluate(ctx context.Context, in ChecksInput) ([]CheckResult, error) {
-	return a.evalAll(ctx, in)
+	rs, err := a.evalAll(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return rs, nil
 }
 
 // Wait conditions.
@@ -96,7 +147,8 @@ type WaitInput struct {
 	Interval time.Duration `json:"interval"`
 	// HoldFor: the condition must hold this long without a break.
 	HoldFor time.Duration `json:"holdFor,omitempty"`
-	// Timeout ends the wait unmet; zero waits until cancelled.
+	// Timeout ends the wait unmet; zero waits until cancelled. It counts
+	// observed time: time no worker ran the wait extends it.
 	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
@@ -111,6 +163,11 @@ type WaitResult struct {
 	TimedOut bool          `json:"timedOut,omitempty"`
 	// Series holds every reading per check, for the report's chart.
 	Series map[string][]ledger.Point `json:"series,omitempty"`
+	// Attempts is the activity attempt that returned; Gaps the times no
+	// worker ran the wait (a crash), found by the attempts that resumed.
+	Attempts     int   `json:"attempts"`
+	Gaps         []Gap `json:"gaps,omitempty"`
+	UnobservedMs int64 `json:"unobservedMs,omitempty"`
 }
 
 // maxPoints bounds the series a wait returns (the payload, not the wait).
@@ -121,26 +178,66 @@ type waitProgress struct {
 	StreakAt  int64                     `json:"streakAt"`
 	Samples   int                       `json:"samples"`
 	Series    map[string][]ledger.Point `json:"series,omitempty"`
+	LastAt    int64                     `json:"lastAt,omitempty"` // when the last sample was taken
+	Gaps      []Gap                     `json:"gaps,omitempty"`
+}
+
+func unobserved(gaps []Gap) int64 {
+	var ms int64
+	for _, g := range gaps {
+		ms += g.To - g.From
+	}
+	return ms
+}
+
+// resumedGap is the time no worker ran a retried activity that samples
+// every interval: from when the sample after the last one the server heard
+// of (its heartbeat) was due, to now. Samples taken after the last heartbeat
+// that reached the server are lost with the worker, so they count as
+// unobserved. An attempt that heartbeated nothing died within its heartbeat
+// timeout of starting: that is the bound used then. Nil on a first attempt
+// (no heartbeat details, attempt 1).
+func resumedGap(ctx context.Context, lastAt int64, interval time.Duration) *Gap {
+	info := activity.GetInfo(ctx)
+	if info.Attempt <= 1 && !activity.HasHeartbeatDetails(ctx) {
+		return nil
+	}
+	now := nowMs()
+	from := lastAt + interval.Milliseconds()
+	if lastAt == 0 {
+		from = info.ScheduledTime.UnixMilli() - info.HeartbeatTimeout.Milliseconds()
+	}
+	if now <= from {
+		return nil
+	}
+	return &Gap{From: from, To: now, Attempt: int(info.Attempt)}
 }
 
 // WaitFor polls the checks every interval until the condition has held for
 // HoldFor. The time it returns is what a check observed, never when the
-// workflow got round to it: that is what ledger marks are made of.
+// workflow got round to it: that is what ledger marks are made of. A
+// retried attempt resumes from its heartbeat: the unobserved time is a Gap,
+// it breaks a HoldFor streak (holding was not seen) and extends Timeout.
 func (a *Activities) WaitFor(ctx context.Context, in WaitInput) (WaitResult, error) {
 	var p waitProgress
 	if activity.HasHeartbeatDetails(ctx) {
 		_ = activity.GetHeartbeatDetails(ctx, &p)
 	}
-	if p.StartedAt == 0 {
-		p.StartedAt = nowMs()
-	}
 	interval := in.Interval
 	if interval <= 0 {
 		interval = time.Second
 	}
-	var deadline time.Time
-	if in.Timeout > 0 {
-		deadline = time.UnixMilli(p.StartedAt).Add(in.Timeout)
+	if g := resumedGap(ctx, p.LastAt, interval); g != nil {
+		p.Gaps = append(p.Gaps, *g)
+		p.StreakAt = 0
+	}
+	if p.StartedAt == 0 {
+		p.StartedAt = nowMs()
+	}
+	attempt := int(activity.GetInfo(ctx).Attempt)
+	result := func(r WaitResult) WaitResult {
+		r.Samples, r.Series, r.Attempts, r.Gaps, r.UnobservedMs = p.Samples, p.Series, attempt, p.Gaps, unobserved(p.Gaps)
+		return r
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -148,39 +245,36 @@ func (a *Activities) WaitFor(ctx context.Context, in WaitInput) (WaitResult, err
 	for {
 		rs, err := a.evalAll(ctx, in.ChecksInput)
 		if err != nil {
-			if IsPermanent(err) {
-				return WaitResult{}, err
-			}
-			activity.GetLogger(ctx).Warn("check failed to read; retrying next tick", "error", err)
-		} else {
-			p.Samples++
-			last = rs
-			if p.Series == nil {
-				p.Series = map[string][]ledger.Point{}
-			}
-			for _, r := range rs {
-				if len(p.Series[r.Name]) < maxPoints {
-					p.Series[r.Name] = append(p.Series[r.Name], ledger.Point{At: r.At, Value: r.Value})
-				}
-			}
-			if met, at := meets(in.Until, rs); met {
-				if p.StreakAt == 0 {
-					p.StreakAt = at
-				}
-				if time.Since(time.UnixMilli(p.StreakAt)) >= in.HoldFor {
-					return WaitResult{Met: true, At: p.StreakAt, Samples: p.Samples, Results: rs, Detail: describe(rs), Series: p.Series}, nil
-				}
-			} else {
-				p.StreakAt = 0
+			return result(WaitResult{Results: rs, Detail: describe(rs)}), err
+		}
+		p.Samples++
+		p.LastAt = nowMs()
+		last = rs
+		if p.Series == nil {
+			p.Series = map[string][]ledger.Point{}
+		}
+		for _, r := range rs {
+			if !r.Inconclusive && len(p.Series[r.Name]) < maxPoints {
+				p.Series[r.Name] = append(p.Series[r.Name], ledger.Point{At: r.At, Value: r.Value})
 			}
 		}
+		met, at := meets(in.Until, rs)
+		switch {
+		case met && p.StreakAt == 0:
+			p.StreakAt = at
+		case !met:
+			p.StreakAt = 0
+		}
 		activity.RecordHeartbeat(ctx, p)
-		if !deadline.IsZero() && time.Now().After(deadline) {
-			return WaitResult{TimedOut: true, Samples: p.Samples, Results: last, Detail: describe(last), Series: p.Series}, nil
+		if met && time.Since(time.UnixMilli(p.StreakAt)) >= in.HoldFor {
+			return result(WaitResult{Met: true, At: p.StreakAt, Results: rs, Detail: describe(rs)}), nil
+		}
+		if in.Timeout > 0 && time.Now().After(time.UnixMilli(p.StartedAt+unobserved(p.Gaps)).Add(in.Timeout)) {
+			return result(WaitResult{TimedOut: true, Results: last, Detail: describe(last)}), nil
 		}
 		select {
 		case <-ctx.Done():
-			return WaitResult{Samples: p.Samples, Results: last}, stopped(ctx)
+			return result(WaitResult{Results: last}), stopped(ctx)
 		case <-tick.C:
 		}
 	}
@@ -188,18 +282,22 @@ func (a *Activities) WaitFor(ctx context.Context, in WaitInput) (WaitResult, err
 
 // meets reports whether results meet the condition and the observed time:
 // the earliest failing sample for any-fails, the latest sample for
-// all-pass (the moment all were seen holding).
+// all-pass (the moment all were seen holding). Inconclusive results never
+// meet all-pass and never fire any-fails.
 func meets(until string, rs []CheckResult) (bool, int64) {
 	var at int64
 	switch until {
 	case UntilAnyFails:
 		for _, r := range rs {
-			if !r.OK && (at == 0 || r.At < at) {
+			if r.Failed() && (at == 0 || r.At < at) {
 				at = r.At
 			}
 		}
 		return at != 0, at
 	default:
+		if len(rs) == 0 {
+			return false, 0
+		}
 		for _, r := range rs {
 			if !r.OK {
 				return false, 0
@@ -216,7 +314,10 @@ func describe(rs []CheckResult) string {
 	parts := make([]string, 0, len(rs))
 	for _, r := range rs {
 		s := "ok"
-		if !r.OK {
+		switch {
+		case r.Inconclusive:
+			s = "INCONCLUSIVE " + r.Detail
+		case !r.OK:
 			s = "FAIL " + r.Detail
 		}
 		parts = append(parts, fmt.Sprintf("%s=%.4g (%s)", r.Name, r.Value, s))
@@ -224,45 +325,88 @@ func describe(rs []CheckResult) string {
 	return strings.Join(parts, ", ")
 }
 
-// GuardResult says which guardrail tripped and when.
+// GuardResult says which guardrail tripped and when, and when the
+// guardrails were not watched (Gaps). A cancelled Guard returns it as the
+// details of its CanceledError.
 type GuardResult struct {
-	Tripped bool   `json:"tripped"`
-	Name    string `json:"name,omitempty"`
-	At      int64  `json:"at,omitempty"`
-	Detail  string `json:"detail,omitempty"`
+	Tripped      bool   `json:"tripped"`
+	Name         string `json:"name,omitempty"`
+	At           int64  `json:"at,omitempty"`
+	Detail       string `json:"detail,omitempty"`
+	Samples      int    `json:"samples"`
+	Attempts     int    `json:"attempts"`
+	Gaps         []Gap  `json:"gaps,omitempty"`
+	UnobservedMs int64  `json:"unobservedMs,omitempty"`
+}
+
+// guardProgress is the Guard's heartbeat: a retried attempt keeps the time
+// each check started failing, so a `for` duration is not restarted by a
+// crash.
+type guardProgress struct {
+	Since   map[string]int64 `json:"since,omitempty"`
+	Samples int              `json:"samples"`
+	LastAt  int64            `json:"lastAt,omitempty"`
+	Gaps    []Gap            `json:"gaps,omitempty"`
 }
 
 // Guard watches guardrail checks until cancelled and returns as soon as one
-// has failed for its For duration.
+// has failed for its For duration. An inconclusive reading neither trips a
+// check nor clears its failing time. When cancelled it returns a
+// CanceledError carrying its GuardResult (the gaps), so the caller, waiting
+// for the cancellation, learns when the guardrails were blind.
 func (a *Activities) Guard(ctx context.Context, in WaitInput) (GuardResult, error) {
+	var p guardProgress
+	if activity.HasHeartbeatDetails(ctx) {
+		_ = activity.GetHeartbeatDetails(ctx, &p)
+	}
+	if p.Since == nil {
+		p.Since = map[string]int64{}
+	}
 	interval := in.Interval
 	if interval <= 0 {
 		interval = time.Second
 	}
-	since := map[string]int64{}
+	if g := resumedGap(ctx, p.LastAt, interval); g != nil {
+		p.Gaps = append(p.Gaps, *g)
+	}
+	attempt := int(activity.GetInfo(ctx).Attempt)
+	result := func(r GuardResult) GuardResult {
+		r.Samples, r.Attempts, r.Gaps, r.UnobservedMs = p.Samples, attempt, p.Gaps, unobserved(p.Gaps)
+		return r
+	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		rs, err := a.evalAll(ctx, in.ChecksInput)
 		if err != nil {
-			activity.GetLogger(ctx).Warn("guardrail read failed", "error", err)
+			// A guardrail that can never be read guards nothing.
+			return result(GuardResult{}), err
 		}
+		p.Samples++
+		p.LastAt = nowMs()
+		var tripped *GuardResult
 		for i, r := range rs {
-			if r.OK {
-				delete(since, r.Name)
+			switch {
+			case r.Inconclusive:
+				continue
+			case r.OK:
+				delete(p.Since, r.Name)
 				continue
 			}
-			if since[r.Name] == 0 {
-				since[r.Name] = r.At
+			if p.Since[r.Name] == 0 {
+				p.Since[r.Name] = r.At
 			}
-			if r.At-since[r.Name] >= in.Checks[i].For.Milliseconds() {
-				return GuardResult{Tripped: true, Name: r.Name, At: r.At, Detail: r.Detail}, nil
+			if tripped == nil && r.At-p.Since[r.Name] >= in.Checks[i].For.Milliseconds() {
+				tripped = &GuardResult{Tripped: true, Name: r.Name, At: r.At, Detail: r.Detail}
 			}
 		}
-		activity.RecordHeartbeat(ctx, len(since))
+		activity.RecordHeartbeat(ctx, p)
+		if tripped != nil {
+			return result(*tripped), nil
+		}
 		select {
 		case <-ctx.Done():
-			return GuardResult{}, stopped(ctx)
+			return GuardResult{}, temporal.NewCanceledError(result(GuardResult{}))
 		case <-tick.C:
 		}
 	}

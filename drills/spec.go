@@ -29,6 +29,11 @@ type Spec struct {
 	Providers Providers `yaml:"providers" json:"providers"`
 	// Load during the drill as a multiple of normal (2 = drill at 2x load).
 	Load float64 `yaml:"load,omitempty" json:"load,omitempty"`
+	// MinRequests is the default minRequests of the request checks
+	// (error_rate, latency_p99) that say something holds: steadyState,
+	// mitigation.slo, recovery.checks. Below it a reading is inconclusive,
+	// never passing. 0: only a reading with no data is inconclusive.
+	MinRequests float64 `yaml:"minRequests,omitempty" json:"minRequests,omitempty"`
 
 	// SteadyState must hold before injection and after restore.
 	SteadyState []activities.Check `yaml:"steadyState" json:"steadyState"`
@@ -256,6 +261,15 @@ func (s *Spec) applyDefaults() {
 	if len(s.Recovery.Checks) == 0 {
 		s.Recovery.Checks = s.Mitigation.SLO
 	}
+	if s.MinRequests > 0 {
+		for _, cs := range [][]activities.Check{s.SteadyState, s.Mitigation.SLO, s.Recovery.Checks} {
+			for i := range cs {
+				if m := cs[i].Metric; cs[i].MinRequests == 0 && (m == activities.MetricErrorRate || m == activities.MetricLatencyP99) {
+					cs[i].MinRequests = s.MinRequests
+				}
+			}
+		}
+	}
 	if s.Guardrails.Interval == 0 {
 		s.Guardrails.Interval = s.Detection.Interval
 	}
@@ -320,6 +334,9 @@ func (s Step) Capability() string {
 func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 	if !nameRe.MatchString(s.Name) {
 		c.Fail("name", "%q is not a drill name (lower-case letters, digits and '-', up to 63)", s.Name)
+	}
+	if s.MinRequests < 0 {
+		c.Fail("minRequests", "must not be negative, got %g", s.MinRequests)
 	}
 	if s.Load < 0 || s.Load > 10 {
 		c.Fail("load", "must be 0..10 (a multiple of normal load), got %g", s.Load)
@@ -421,6 +438,9 @@ func (s *Spec) checks(c *specfile.Checker, reg Checker, path string, cs []activi
 		}
 		if ch.For < 0 {
 			c.Fail(p+".for", "must not be negative, got %s", ch.For)
+		}
+		if ch.MinRequests < 0 {
+			c.Fail(p+".minRequests", "must not be negative, got %g", ch.MinRequests)
 		}
 		if !guard && ch.For != 0 {
 			c.Fail(p+".for", "only guardrail checks hold for a duration (use recovery.holdFor)")

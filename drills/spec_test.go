@@ -79,3 +79,28 @@ func TestBadDrillSpecs(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// The spec's minRequests reaches the request checks that say something
+// holds, not probes, and a check's own value wins.
+func TestMinRequestsDefault(t *testing.T) {
+	base, err := files.ReadFile("region-failover.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse("x.yaml", []byte(string(base)+"minRequests: 20\n"), testRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range append(append([]activities.Check{}, s.SteadyState...), s.Recovery.Checks...) {
+		want := 0.0
+		if c.Metric == activities.MetricErrorRate {
+			want = 20
+		}
+		if c.MinRequests != want {
+			t.Fatalf("%s (%s): minRequests %g, want %g", c.Name, c.Metric, c.MinRequests, want)
+		}
+	}
+	if _, err := Parse("x.yaml", []byte(string(base)+"minRequests: -1\n"), testRegistry()); err == nil || !strings.Contains(err.Error(), "minRequests") {
+		t.Fatalf("%v: want a negative minRequests refused", err)
+	}
+}

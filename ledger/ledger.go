@@ -30,6 +30,30 @@ type Mark struct {
 	At     int64  `json:"at"`     // Unix ms, as observed
 	Source string `json:"source"` // what observed it: "probe east-up", "signal ack by alice", "automation"
 	Note   string `json:"note,omitempty"`
+	// DelayedMs is time no worker ran the check that observed the mark
+	// (a crash), before the observation: the mark may be late by up to this
+	// much, so its phase's duration is not the people's or the automation's.
+	DelayedMs int64 `json:"delayedMs,omitempty"`
+}
+
+// BlindSpot is a span when no worker ran one of a drill's checks or its
+// guardrails (a worker died; the retried activity resumed later). Nothing
+// was observed in it: a fault could have spread, a guardrail could have
+// tripped, unseen.
+type BlindSpot struct {
+	What    string `json:"what"` // "guardrails", `check "Mitigated: SLO holds again"`
+	Phase   string `json:"phase,omitempty"`
+	From    int64  `json:"from"` // Unix ms
+	To      int64  `json:"to"`
+	Attempt int    `json:"attempt"` // the activity attempt that resumed
+}
+
+// Ms is the blind time.
+func (b BlindSpot) Ms() int64 { return b.To - b.From }
+
+// Describe is the one-line form used in events and reports.
+func (b BlindSpot) Describe() string {
+	return fmt.Sprintf("%s unchecked for %.1f s (no worker ran it; attempt %d resumed)", b.What, float64(b.Ms())/1000, b.Attempt)
 }
 
 // Event is anything else worth a line in the timeline: a step run, a
@@ -179,11 +203,30 @@ type Point struct {
 	Value float64 `json:"value"`
 }
 
-// Drill outcomes.
+// Drill outcomes. Exactly one applies; restore_failed wins over the others
+// because it is what needs a person now.
 const (
+	// OutcomeRecovered: the fault was injected, detected and mitigated, the
+	// recovery checks held on conclusive data, and restore succeeded.
 	OutcomeRecovered = "recovered"
-	OutcomeAborted   = "aborted"
-	OutcomeFailed    = "failed"
+	// OutcomeNotRecovered: the drill ran, but a phase did not happen as
+	// planned (not detected, impact not stopped, recovery not held, a step
+	// failed); restore succeeded.
+	OutcomeNotRecovered = "not_recovered"
+	// OutcomeAborted: stopped early by a guardrail, the maximum duration, a
+	// person (`drill abort`) or a cancellation; restore succeeded.
+	OutcomeAborted = "aborted"
+	// OutcomeRestoreFailed: a restore step failed, a fault could not be
+	// stopped, or the steady state did not return on conclusive data after
+	// restore. The environment is not known to be back: a person must look.
+	OutcomeRestoreFailed = "restore_failed"
+	// OutcomeRefused: nothing was injected: the lease was held by another
+	// run, or the steady state did not hold (or could not be confirmed) in
+	// preflight.
+	OutcomeRefused = "refused"
+	// OutcomeFailed is what drills recorded before these outcomes existed
+	// (not_recovered or restore_failed today); kept to read old records.
+	OutcomeFailed = "failed"
 )
 
 // Record is the complete record of one drill: the report's source.
@@ -203,9 +246,13 @@ type Record struct {
 	Targets     Targets   `json:"targets"`
 	Events      []Event   `json:"events"`
 	Findings    []Finding `json:"findings"`
-	Audit       []Audit   `json:"audit,omitempty"`
-	SLI         []Point   `json:"sli,omitempty"`
-	SLIName     string    `json:"sliName,omitempty"`
+	// BlindSpots: time no worker ran a check or the guardrails.
+	BlindSpots []BlindSpot `json:"blindSpots,omitempty"`
+	// PutBack lists what restore changed to match the preflight snapshot.
+	PutBack []string `json:"putBack,omitempty"`
+	Audit   []Audit  `json:"audit,omitempty"`
+	SLI     []Point  `json:"sli,omitempty"`
+	SLIName string   `json:"sliName,omitempty"`
 	// MitigationLatencyMs: from the signal observed to the mitigation
 	// action started (automated mode).
 	MitigationLatencyMs *int64 `json:"mitigationLatencyMs,omitempty"`

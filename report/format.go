@@ -157,3 +157,9 @@ func sortedFindings(f []ledger.Finding) []ledger.Finding {
 	sort.SliceStable(out, func(i, j int) bool { return severityRank(out[i].Severity) < severityRank(out[j].Severity) })
 	return out
 }
+
+// delayedNote flags a mark a worker crash may have delayed: its phase's
+// duration includes time nobody was checking.
+func delayedNote(m ledger.Mark) string {
+	return fmt.Sprintf("delayed by a worker crash: up to %s unobserved before it", dur(m.DelayedMs))
+}

@@ -24,6 +24,7 @@ type htmlView struct {
 	Scores     []htmlScore
 	Objectives []string
 	Findings   []ledger.Finding
+	Blind      []htmlRow
 	Audit      []htmlRow
 	Events     []htmlRow
 	SVG        svgView
@@ -44,7 +45,7 @@ func outcomeClass(o string) string {
 	switch o {
 	case ledger.OutcomeRecovered:
 		return "good"
-	case ledger.OutcomeAborted:
+	case ledger.OutcomeAborted, ledger.OutcomeRefused:
 		return "warn"
 	}
 	return "bad"
@@ -79,6 +80,9 @@ func HTML(r ledger.Record) []byte {
 		if m.Note != "" {
 			src += " (" + m.Note + ")"
 		}
+		if m.DelayedMs > 0 {
+			src += " ⚠ " + delayedNote(m)
+		}
 		v.Marks = append(v.Marks, htmlRow{Time: stamp(m.At), Offset: off(m.At), Cols: []string{m.Name, src}})
 	}
 	for _, s := range scores(r) {
@@ -97,6 +101,9 @@ func HTML(r ledger.Record) []byte {
 		v.Objectives = append(v.Objectives, "RPO (acknowledged writes lost): "+itoa(*r.RPO)+" rows")
 	}
 	v.Findings = sortedFindings(r.Findings)
+	for _, b := range r.BlindSpots {
+		v.Blind = append(v.Blind, htmlRow{Time: stamp(b.From), Offset: off(b.From), Cols: []string{dur(b.Ms()), b.What, b.Phase}})
+	}
 	for _, a := range sortedAudit(r.Audit) {
 		v.Audit = append(v.Audit, htmlRow{Time: stamp(a.At), Offset: off(a.At), Cols: []string{a.Action, a.Who, a.Reason}})
 	}
@@ -282,6 +289,19 @@ svg .status.red { fill: #b3141b; } svg .status.over { fill: #9a6700; } svg .stat
 <li>{{.}}</li>
 {{- end}}
 </ul>
+{{- end}}
+
+{{- if .Blind}}
+<h2>Blind spots</h2>
+<p>Times no worker ran a check or the guardrails (a worker stopped; the retried activity resumed later). Nothing was observed in them.</p>
+<table>
+<thead><tr><th>from (UTC)</th><th>offset</th><th>for</th><th>what</th><th>phase</th></tr></thead>
+<tbody>
+{{- range .Blind}}
+<tr><td>{{.Time}}</td><td class="num">{{.Offset}}</td>{{range .Cols}}<td>{{.}}</td>{{end}}</tr>
+{{- end}}
+</tbody>
+</table>
 {{- end}}
 
 <h2>Findings</h2>

@@ -69,6 +69,9 @@ func Markdown(r ledger.Record) []byte {
 			if m.Note != "" {
 				src += " (" + md(m.Note) + ")"
 			}
+			if m.DelayedMs > 0 {
+				src += " ⚠ " + md(delayedNote(m))
+			}
 			off := "–"
 			if haveT0 {
 				off = offset(m.At, t0)
@@ -108,6 +111,19 @@ func Markdown(r ledger.Record) []byte {
 		}
 		if r.RPO != nil {
 			p("- **RPO** (acknowledged writes lost): %d rows\n", *r.RPO)
+		}
+	}
+
+	if len(r.BlindSpots) > 0 {
+		p("\n## Blind spots\n\n")
+		p("Times no worker ran a check or the guardrails (a worker stopped; the retried activity resumed later). Nothing was observed in them.\n\n")
+		p("| from (UTC) | offset | for | what | phase |\n| --- | --- | --- | --- | --- |\n")
+		for _, b := range r.BlindSpots {
+			off := "–"
+			if haveT0 {
+				off = offset(b.From, t0)
+			}
+			p("| %s | %s | %s | %s | %s |\n", stamp(b.From), off, dur(b.Ms()), md(b.What), md(b.Phase))
 		}
 	}
 

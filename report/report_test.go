@@ -429,3 +429,20 @@ func TestWriteSample(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A mark a worker crash delayed is flagged, and the blind time is listed,
+// in both formats (issue 11 item 4: the report said nothing of the crash).
+func TestReportFlagsCrashDelayAndBlindSpots(t *testing.T) {
+	t0 := int64(1_700_000_000_000)
+	r := ledger.Record{Name: "region-failover", Outcome: ledger.OutcomeRecovered, Restored: true, StartedAt: t0 - 1000, EndedAt: t0 + 60_000,
+		Marks:      []ledger.Mark{{Name: ledger.Injected, At: t0, Source: "fault"}, {Name: ledger.Mitigated, At: t0 + 11_900, Source: "SLO observed", DelayedMs: 10_800}},
+		BlindSpots: []ledger.BlindSpot{{What: "guardrails", Phase: "mitigate", From: t0 + 1_000, To: t0 + 12_200, Attempt: 2}}}
+	for name, out := range map[string]string{"md": string(Markdown(r)), "html": string(HTML(r))} {
+		if !strings.Contains(out, "delayed by a worker crash: up to 10.8s unobserved") {
+			t.Errorf("%s: the delayed mark is not flagged", name)
+		}
+		if !strings.Contains(out, "Blind spots") || !strings.Contains(out, "11.2s") || !strings.Contains(out, "guardrails") {
+			t.Errorf("%s: the blind spot is not listed", name)
+		}
+	}
+}

@@ -1,9 +1,11 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/drills"
+	"github.com/drillship/drillship/lease"
 	"github.com/drillship/drillship/ledger"
 )
 
@@ -65,6 +68,7 @@ type drill struct {
 	rec  ledger.Record
 	st   DrillState
 	act  *activities.Activities
+	lact *lease.Activities
 
 	aborted     string // why the drill stops early; set by guardrail, timer, person
 	cancelPhase workflow.CancelFunc
@@ -73,21 +77,54 @@ type drill struct {
 	diagnosed   *Command
 	diagAt      int64
 	approved    bool
+
+	// What the drill changed, for restore: faults (started or attempted),
+	// load, a child deploy, and the world as preflight saw it.
 	injected    []injected
 	loadChanged bool
+	deployed    bool
+	snapshot    *activities.Snapshot
+	leaseTried  bool
+	leaseKeys   []string
+
+	// The guardrail and workload activities run beside the phases; both are
+	// cancelled and waited for before restore, so that a finished drill has
+	// no pending activity and the workload's writer has stopped before rows
+	// are counted.
+	guardCancel    workflow.CancelFunc
+	guardDone      bool
+	workload       workflow.Future
+	workloadCancel workflow.CancelFunc
+
+	restoreFailed []string // why the environment is not known to be back
 }
 
 type injected struct {
-	target activities.Target
-	fault  activities.Fault
-	handle string
+	name    string
+	target  activities.Target
+	fault   activities.Fault
+	handle  string
+	started bool // the inject activity returned: the fault was in effect
 }
 
 var errAborted = errors.New("drill aborted")
 
+// refusal is why a drill did not start its faults (lease held, steady state
+// not holding, no snapshot).
+type refusal struct{ msg string }
+
+func (e refusal) Error() string { return e.msg }
+
 // Drill runs one drill: preflight, inject, detect, engage, diagnose,
-// mitigate, recover, then always restore, and returns the record.
+// mitigate, recover, then always restore. It returns the record; a drill
+// that did not recover and restore ends failed (see outcome.go) with the
+// record as the error's details.
 func Drill(ctx workflow.Context, in DrillInput) (ledger.Record, error) {
+	// Runs recorded before drills told the truth replay through the frozen
+	// copy; the marker makes every new run take the path below.
+	if workflow.GetVersion(ctx, "drill-truth", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return drillV0(ctx, in)
+	}
 	d := &drill{in: in, spec: in.Spec}
 	mode := in.Mode
 	if mode == "" {
@@ -106,13 +143,16 @@ func Drill(ctx workflow.Context, in DrillInput) (ledger.Record, error) {
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrKind.ValueSet("drill"), AttrScenario.ValueSet(in.Spec.Name),
 		AttrEnvironment.ValueSet(in.Spec.Environment))
 
-	err := d.run(ctx)
-	// Restore runs on every exit path, in a context that a cancellation of
-	// the drill does not reach.
-	rctx, _ := workflow.NewDisconnectedContext(ctx)
-	d.restore(rctx)
-	d.finish(rctx, err)
-	return d.rec, nil
+	// Everything after the phases runs in a context that a cancellation of
+	// the drill does not reach: the side activities are stopped and waited
+	// for, restore runs, the lease is released.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	err := d.run(ctx, dctx)
+	d.stopGuardrails(dctx)
+	d.stopWorkload(dctx)
+	d.restore(dctx)
+	d.releaseLease(dctx)
+	return d.finish(dctx, ctx.Err() != nil, err)
 }
 
 func (d *drill) register(ctx workflow.Context) error {
@@ -220,7 +260,9 @@ func (d *drill) abort(ctx workflow.Context, why string) {
 	}
 }
 
-func (d *drill) mark(name string, at int64, source, note string) {
+// mark records a phase boundary; delayedMs is unobserved time (a worker
+// crash) before the observation, by which the mark may be late.
+func (d *drill) mark(name string, at int64, source, note string, delayedMs int64) {
 	// Marks never go back in time: a person's ack sent before the
 	// automation noticed is counted from the detection.
 	for _, m := range d.rec.Marks {
@@ -229,7 +271,7 @@ func (d *drill) mark(name string, at int64, source, note string) {
 			at = m.At
 		}
 	}
-	d.rec.Marks = append(d.rec.Marks, ledger.Mark{Name: name, At: at, Source: source, Note: note})
+	d.rec.Marks = append(d.rec.Marks, ledger.Mark{Name: name, At: at, Source: source, Note: note, DelayedMs: delayedMs})
 }
 
 func (d *drill) phase(ctx workflow.Context, p string) {
@@ -243,18 +285,98 @@ func (d *drill) signals() activities.Target {
 	return d.spec.Target(activities.CapSignals, nil)
 }
 
-func (d *drill) run(ctx workflow.Context) error {
+func (d *drill) hasMark(name string) bool {
+	_, ok := d.rec.MarkAt(name)
+	return ok
+}
+
+// trafficTargets are the traffic targets the drill's weight and failover
+// steps shift: what the preflight snapshot covers.
+func (d *drill) trafficTargets() []activities.Target {
+	var out []activities.Target
+	seen := map[string]bool{}
+	for _, steps := range [][]drills.Step{d.spec.Inject, d.spec.Mitigation.Steps, d.spec.Restore} {
+		for _, st := range steps {
+			if len(st.Weights) == 0 && st.Failover == nil {
+				continue
+			}
+			t := d.spec.Target(activities.CapTraffic, st.Target)
+			b, _ := json.Marshal(t) // map keys sorted: a stable identity
+			if !seen[string(b)] {
+				seen[string(b)] = true
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// preflight takes the lease, checks the steady state on conclusive data and
+// takes the snapshot restore puts back. Any refusal means nothing was
+// changed.
+func (d *drill) preflight(ctx workflow.Context) error {
 	spec := d.spec
 	d.phase(ctx, "preflight")
+	d.leaseKeys = lease.DrillKeys(spec)
+	d.leaseTried = true
+	var lr lease.AcquireResult
+	if err := d.execAct(ctx, "Lease: "+strings.Join(d.leaseKeys, ", "), d.lact.AcquireLease, lease.AcquireInput{
+		Keys: d.leaseKeys, Holder: d.rec.ID, What: "drill " + spec.Name,
+	}, &lr); err != nil {
+		return refusal{"the lease could not be taken, so nothing was injected: " + brief(err)}
+	}
+	if !lr.Granted {
+		what := lr.HeldWhat
+		if what == "" {
+			what = "another run"
+		}
+		return refusal{fmt.Sprintf("%s is held by %s (%s), so nothing was injected", lr.Key, lr.HeldBy, what)}
+	}
 	var pre []activities.CheckResult
 	if err := d.execAct(ctx, "Preflight: steady state holds", d.act.Evaluate,
 		activities.ChecksInput{Signals: d.signals(), Checks: spec.SteadyState}, &pre); err != nil {
-		return fmt.Errorf("preflight: %w", err)
+		return refusal{"the steady state could not be read, so nothing was injected: " + brief(err)}
 	}
 	for _, r := range pre {
-		if !r.OK {
-			return preflightError{fmt.Sprintf("steady state does not hold before injection, so nothing was injected: %s is %.4g (%s)", r.Name, r.Value, r.Detail)}
+		switch {
+		case r.Inconclusive:
+			return refusal{fmt.Sprintf("the steady state could not be confirmed, so nothing was injected: %s is inconclusive (%s)", r.Name, r.Detail)}
+		case !r.OK:
+			return refusal{fmt.Sprintf("steady state does not hold before injection, so nothing was injected: %s is %.4g (%s)", r.Name, r.Value, r.Detail)}
 		}
+	}
+	in := activities.SnapshotInput{Traffic: d.trafficTargets()}
+	if spec.Load > 0 && spec.Providers.Runner != nil {
+		t := spec.Target(activities.CapRunner, nil)
+		in.Runner = &t
+	}
+	var snap activities.Snapshot
+	if err := d.execAct(ctx, "Preflight: snapshot of weights and load", d.act.TakeSnapshot, in, &snap); err != nil {
+		return refusal{"the preflight snapshot could not be taken, so nothing was injected: " + brief(err)}
+	}
+	d.snapshot = &snap
+	d.event(snap.At, "snapshot", describeSnapshot(snap))
+	return nil
+}
+
+func describeSnapshot(s activities.Snapshot) string {
+	parts := []string{}
+	for _, tw := range s.Weights {
+		parts = append(parts, tw.Target.Provider+" "+activities.FormatWeights(tw.Weights))
+	}
+	if s.Load != nil {
+		parts = append(parts, "load "+strconv.FormatFloat(*s.Load, 'g', -1, 64)+"x")
+	}
+	if len(parts) == 0 {
+		return "preflight snapshot: nothing to put back besides faults"
+	}
+	return "preflight snapshot: " + strings.Join(parts, ", ")
+}
+
+func (d *drill) run(ctx, dctx workflow.Context) error {
+	spec := d.spec
+	if err := d.preflight(ctx); err != nil {
+		return err
 	}
 	if spec.Production {
 		d.phase(ctx, "awaiting-approval")
@@ -273,75 +395,96 @@ func (d *drill) run(ctx workflow.Context) error {
 	pctx, cancel := workflow.WithCancel(ctx)
 	d.cancelPhase = cancel
 	defer cancel()
-	d.startGuardrails(ctx, pctx)
+	d.startGuardrails(dctx)
 
 	if spec.Load > 0 && spec.Providers.Runner != nil {
 		d.loadChanged = true
 		var ar activities.ActionResult
 		if err := d.execAct(pctx, fmt.Sprintf("Load at %gx", spec.Load), d.act.RunAction, activities.ActionInput{
 			Target: spec.Target(activities.CapRunner, nil),
-			Action: activities.Action{Name: "load", Params: map[string]string{"multiplier": strconv.FormatFloat(spec.Load, 'g', -1, 64)}},
+			Action: activities.Action{Name: "load", Key: d.rec.ID + "/load",
+				Params: map[string]string{"multiplier": strconv.FormatFloat(spec.Load, 'g', -1, 64)}},
 		}, &ar); err != nil {
 			return d.phaseErr("load", err)
 		}
 	}
 
-	var workload workflow.Future
 	if wl := spec.Workload; wl != nil {
 		ao := opts("Workload: numbered writes for RTO/RPO", 3)
 		ao.StartToCloseTimeout = spec.Guardrails.MaxDuration.D() + time.Minute
 		ao.HeartbeatTimeout = 30 * time.Second
-		workload = workflow.ExecuteActivity(workflow.WithActivityOptions(pctx, ao), d.act.Workload, activities.WorkloadInput{
+		ao.WaitForCancellation = true
+		wctx, wcancel := workflow.WithCancel(dctx)
+		d.workloadCancel = wcancel
+		d.workload = workflow.ExecuteActivity(workflow.WithActivityOptions(wctx, ao), d.act.Workload, activities.WorkloadInput{
 			Target: spec.Target(activities.CapDatabase, nil), Interval: wl.Interval.D(), HoldFor: wl.HoldFor.D(),
 		})
 	}
-	defer func() {
-		if workload != nil {
-			d.collectWorkload(ctx, workload)
-		}
-	}()
 
 	d.phase(ctx, "inject")
 	var t0 int64
 	for _, st := range spec.Inject {
 		if st.Deploy != nil {
-			return d.deployDrill(ctx, pctx, st)
+			// The deploy's analysis and rollback set the marks up to
+			// mitigated; later inject steps and phases still run.
+			if err := d.deployStep(pctx, st); err != nil {
+				return err
+			}
+			continue
 		}
-		in := activities.FaultInput{Target: spec.Target(activities.CapFaults, st.Target), Fault: *st.Fault}
+		f := *st.Fault
+		f.Owner = d.rec.ID
+		in := activities.FaultInput{Target: d.spec.Target(activities.CapFaults, st.Target), Fault: f}
 		// Recorded before the call: if it fails half-way, restore still
-		// stops it (stopping a fault that is not there is fine).
-		d.injected = append(d.injected, injected{target: in.Target, fault: in.Fault})
+		// looks for it (by owner and kind; a handle the error carries helps).
+		d.injected = append(d.injected, injected{name: st.Name, target: in.Target, fault: in.Fault})
 		var fr activities.FaultResult
-		if err := d.execAct(pctx, "Inject: "+st.Name, d.act.InjectFault, in, &fr); err != nil {
+		err := d.execAct(pctx, "Inject: "+st.Name, d.act.InjectFault, in, &fr)
+		last := &d.injected[len(d.injected)-1]
+		if err != nil {
+			last.handle = activities.HandleOf(err)
 			return d.phaseErr("inject", err)
 		}
-		d.injected[len(d.injected)-1].handle = fr.Handle
+		last.handle, last.started = fr.Handle, true
 		t0 = fr.At
 		d.event(fr.At, "step", "injected: "+st.Name)
 	}
-	d.mark(ledger.Injected, t0, "fault activity returned", "")
-
-	d.phase(ctx, "detect")
-	var det activities.WaitResult
-	if err := d.wait(pctx, "Detect: first signal fires", activities.WaitInput{
-		ChecksInput: activities.ChecksInput{Signals: d.signals(), Checks: spec.Detection.Signals},
-		Until:       activities.UntilAnyFails, Interval: spec.Detection.Interval.D(), Timeout: spec.Detection.Timeout.D(),
-	}, &det); err != nil {
-		return d.phaseErr("detect", err)
+	if !d.hasMark(ledger.Injected) {
+		d.mark(ledger.Injected, t0, "fault activity returned", "", 0)
 	}
-	if !det.Met {
-		d.finding("high", "the fault was not detected within "+spec.Detection.Timeout.String(), det.Detail)
-		return fmt.Errorf("detection: no signal fired within %s", spec.Detection.Timeout)
-	}
-	d.mark(ledger.Detected, det.At, "signal "+firstFailing(det.Results), det.Detail)
 
-	if d.st.Mode == drills.ModeGameday {
+	var detAt int64
+	if !d.hasMark(ledger.Detected) {
+		d.phase(ctx, "detect")
+		if len(spec.Detection.Signals) == 0 {
+			return errors.New("detection: no signal to watch and nothing detected the fault")
+		}
+		var det activities.WaitResult
+		if err := d.wait(pctx, "Detect: first signal fires", activities.WaitInput{
+			ChecksInput: activities.ChecksInput{Signals: d.signals(), Checks: spec.Detection.Signals},
+			Until:       activities.UntilAnyFails, Interval: spec.Detection.Interval.D(), Timeout: spec.Detection.Timeout.D(),
+		}, &det); err != nil {
+			return d.phaseErr("detect", err)
+		}
+		if !det.Met {
+			d.finding("high", "the fault was not detected within "+spec.Detection.Timeout.String(), det.Detail)
+			return fmt.Errorf("detection: no signal fired within %s", spec.Detection.Timeout)
+		}
+		detAt = det.At
+		d.mark(ledger.Detected, det.At, "signal "+firstFailing(det.Results), det.Detail, delayOf(det.Gaps, det.At))
+	} else {
+		detAt, _ = d.rec.MarkAt(ledger.Detected)
+	}
+
+	switch {
+	case d.hasMark(ledger.Engaged) && d.hasMark(ledger.Diagnosed):
+	case d.st.Mode == drills.ModeGameday:
 		if err := d.humans(pctx); err != nil {
 			return err
 		}
-	} else {
-		d.mark(ledger.Engaged, det.At, "automation", "automated mode engages on detection")
-		d.mark(ledger.Diagnosed, det.At, "automation", "automated mode runs the runbook for the scenario")
+	default:
+		d.mark(ledger.Engaged, detAt, "automation", "automated mode engages on detection", 0)
+		d.mark(ledger.Diagnosed, detAt, "automation", "automated mode runs the runbook for the scenario", 0)
 	}
 
 	d.phase(ctx, "mitigate")
@@ -350,8 +493,8 @@ func (d *drill) run(ctx workflow.Context) error {
 		if err != nil {
 			return d.phaseErr("mitigate", err)
 		}
-		if i == 0 && r.StartedAt > 0 {
-			lat := r.StartedAt - det.At
+		if i == 0 && r.StartedAt > 0 && d.rec.MitigationLatencyMs == nil {
+			lat := r.StartedAt - detAt
 			d.rec.MitigationLatencyMs = &lat
 		}
 	}
@@ -366,8 +509,9 @@ func (d *drill) run(ctx workflow.Context) error {
 		d.finding("high", "customer impact did not stop within "+spec.Mitigation.Timeout.String(), mit.Detail)
 		return fmt.Errorf("mitigation: the SLO did not hold within %s: %s", spec.Mitigation.Timeout, mit.Detail)
 	}
-	d.mark(ledger.Mitigated, mit.At, "SLO observed", mit.Detail)
-
+	if !d.hasMark(ledger.Mitigated) {
+		d.mark(ledger.Mitigated, mit.At, "SLO observed", mit.Detail, delayOf(mit.Gaps, mit.At))
+	}
 	return d.recover(ctx, pctx)
 }
 
@@ -387,24 +531,34 @@ func (d *drill) recover(ctx, pctx workflow.Context) error {
 		d.finding("high", "steady state did not return within "+spec.Recovery.Timeout.String(), rec.Detail)
 		return fmt.Errorf("recovery: timed out after %s: %s", spec.Recovery.Timeout, rec.Detail)
 	}
-	d.mark(ledger.Recovered, rec.At, "checks held "+spec.Recovery.HoldFor.String(), rec.Detail)
+	d.mark(ledger.Recovered, rec.At, "checks held "+spec.Recovery.HoldFor.String(), rec.Detail, delayOf(rec.Gaps, rec.At))
 	return nil
 }
 
-// collectWorkload waits (bounded) for the workload's figures: RTO from the
-// fault to the first successful write after it, RPO as acknowledged writes
-// missing.
-func (d *drill) collectWorkload(ctx workflow.Context, f workflow.Future) {
-	var r activities.WorkloadResult
-	wctx, cancel := workflow.WithCancel(ctx)
-	defer cancel()
-	ok, _ := workflow.AwaitWithTimeout(wctx, 2*time.Minute, f.IsReady)
-	if !ok {
-		d.finding("medium", "the database workload did not finish; RTO/RPO not measured", "")
+// stopWorkload lets the database workload end on its own (bounded; not
+// after an abort), else cancels it and waits until its writer has stopped,
+// then records RTO and RPO.
+func (d *drill) stopWorkload(ctx workflow.Context) {
+	f := d.workload
+	if f == nil {
 		return
 	}
-	if err := f.Get(ctx, &r); err != nil {
-		d.finding("medium", "the database workload failed; RTO/RPO not measured", err.Error())
+	if d.aborted == "" {
+		_, _ = workflow.AwaitWithTimeout(ctx, 2*time.Minute, f.IsReady)
+	}
+	if !f.IsReady() {
+		d.event(workflow.Now(ctx).UnixMilli(), "workload", "workload still writing: cancelled, waiting for it to stop")
+		d.workloadCancel()
+	}
+	var r activities.WorkloadResult
+	err := f.Get(ctx, &r)
+	d.workloadCancel()
+	switch {
+	case temporal.IsCanceledError(err):
+		d.finding("medium", "the database workload had not finished and was stopped; RTO/RPO not measured", "")
+		return
+	case err != nil:
+		d.finding("medium", "the database workload failed; RTO/RPO not measured", brief(err))
 		return
 	}
 	d.event(workflow.Now(ctx).UnixMilli(), "workload", fmt.Sprintf("%d writes acknowledged, %d missing: %s", r.Acked, r.Missing, r.Detail))
@@ -419,10 +573,10 @@ func (d *drill) collectWorkload(ctx workflow.Context, f workflow.Future) {
 	}
 }
 
-// deployDrill runs a deploy as the fault: the deploy's analysis is the
+// deployStep runs a deploy as the fault: the deploy's analysis is the
 // detection and its automatic rollback the mitigation. Its figures are
 // scored like any other drill, against the 2-minute rollback rule.
-func (d *drill) deployDrill(ctx, pctx workflow.Context, st drills.Step) error {
+func (d *drill) deployStep(pctx workflow.Context, st drills.Step) error {
 	ds := st.Deploy
 	if ds.Resolved == nil {
 		return temporal.NewNonRetryableApplicationError("deploy step "+st.Name+" has no resolved deploy spec", "BadStep", nil)
@@ -434,24 +588,26 @@ func (d *drill) deployDrill(ctx, pctx workflow.Context, st drills.Step) error {
 		// rollback puts traffic back on stable.
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 	}
+	d.deployed = true
 	var dr DeployResult
 	err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(pctx, cwo), Deploy,
 		DeployInput{Spec: *ds.Resolved, Version: ds.Version, RequestedBy: "drill " + d.rec.ID}).Get(pctx, &dr)
-	if err != nil {
+	// A deploy that did not promote ends failed, its result in the error.
+	if err != nil && !RecordOf(err, &dr) {
 		return d.phaseErr("inject", err)
 	}
 	if len(dr.Steps) == 0 {
 		return fmt.Errorf("deploy %s never shifted traffic: %s", ds.Version, dr.Reason)
 	}
-	d.mark(ledger.Injected, dr.Steps[0].StartedAt, "canary "+ds.Version+" took traffic", "")
+	d.mark(ledger.Injected, dr.Steps[0].StartedAt, "canary "+ds.Version+" took traffic", "", 0)
 	if dr.Outcome != OutcomeRolledBack || dr.TimeToRollbackMs == nil {
 		d.finding("high", fmt.Sprintf("the bad version %s was not rolled back on its own (outcome %s)", ds.Version, dr.Outcome), dr.Reason)
 		return fmt.Errorf("deploy of %s ended %s, not rolled back", ds.Version, dr.Outcome)
 	}
-	d.mark(ledger.Detected, dr.FailedSampleAt, "deploy analysis", dr.Reason)
-	d.mark(ledger.Engaged, dr.FailedSampleAt, "automation", "the deploy's automatic rollback")
-	d.mark(ledger.Diagnosed, dr.FailedSampleAt, "automation", dr.Reason)
-	d.mark(ledger.Mitigated, dr.RollbackAt, "traffic back on stable", fmt.Sprintf("time to rollback %dms", *dr.TimeToRollbackMs))
+	d.mark(ledger.Detected, dr.FailedSampleAt, "deploy analysis", dr.Reason, 0)
+	d.mark(ledger.Engaged, dr.FailedSampleAt, "automation", "the deploy's automatic rollback", 0)
+	d.mark(ledger.Diagnosed, dr.FailedSampleAt, "automation", dr.Reason, 0)
+	d.mark(ledger.Mitigated, dr.RollbackAt, "traffic back on stable", fmt.Sprintf("time to rollback %dms", *dr.TimeToRollbackMs), 0)
 	d.rec.TimeToRollbackMs = dr.TimeToRollbackMs
 	lat := *dr.TimeToRollbackMs
 	d.rec.MitigationLatencyMs = &lat
@@ -459,7 +615,7 @@ func (d *drill) deployDrill(ctx, pctx workflow.Context, st drills.Step) error {
 		d.finding("high", fmt.Sprintf("rollback took %s, over the 2-minute rule", time.Duration(*dr.TimeToRollbackMs)*time.Millisecond), "")
 	}
 	d.event(dr.RollbackAt, "step", fmt.Sprintf("deploy %s rolled back: %s", ds.Version, dr.Reason))
-	return d.recover(ctx, pctx)
+	return nil
 }
 
 // beatFor is the heartbeat timeout of an activity that heartbeats once per
@@ -469,14 +625,10 @@ func beatFor(interval time.Duration) time.Duration {
 	return max(10*time.Second, 2*interval+time.Second)
 }
 
-type preflightError struct{ msg string }
-
-func (e preflightError) Error() string { return e.msg }
-
 func firstFailing(rs []activities.CheckResult) string {
 	var best *activities.CheckResult
 	for i := range rs {
-		if !rs[i].OK && (best == nil || rs[i].At < best.At) {
+		if rs[i].Failed() && (best == nil || rs[i].At < best.At) {
 			best = &rs[i]
 		}
 	}
@@ -520,50 +672,113 @@ func (d *drill) humans(ctx workflow.Context) error {
 	if err := workflow.Await(ctx, func() bool { return d.acked != nil || d.aborted != "" }); err != nil || d.aborted != "" {
 		return errAborted
 	}
-	d.mark(ledger.Engaged, d.ackAt, "ack by "+whoOf(*d.acked), d.acked.Reason)
+	d.mark(ledger.Engaged, d.ackAt, "ack by "+whoOf(*d.acked), d.acked.Reason, 0)
 	d.phase(ctx, "diagnose")
 	d.st.Waiting = "diagnosis: drillship drill diagnose " + d.rec.ID + " --note '...'"
 	if err := workflow.Await(ctx, func() bool { return d.diagnosed != nil || d.aborted != "" }); err != nil || d.aborted != "" {
 		return errAborted
 	}
-	d.mark(ledger.Diagnosed, d.diagAt, "diagnosis by "+whoOf(*d.diagnosed), d.diagnosed.Reason)
+	d.mark(ledger.Diagnosed, d.diagAt, "diagnosis by "+whoOf(*d.diagnosed), d.diagnosed.Reason, 0)
 	d.st.Waiting = "mitigation by people; the mark is set when the SLO is observed holding"
 	return nil
 }
 
-func (d *drill) startGuardrails(ctx, pctx workflow.Context) {
+// startGuardrails arms the maximum-duration timer and the guardrail checks.
+// Both run in a context of their own (under dctx, which a cancellation of
+// the drill does not reach) so that stopGuardrails can cancel them and wait
+// for the guard activity to end.
+func (d *drill) startGuardrails(dctx workflow.Context) {
 	g := d.spec.Guardrails
 	d.st.Guardrails.Active = true
-	workflow.Go(pctx, func(gctx workflow.Context) {
+	gctx, cancel := workflow.WithCancel(dctx)
+	d.guardCancel = cancel
+	workflow.Go(gctx, func(gctx workflow.Context) {
 		timer := workflow.NewTimerWithOptions(gctx, g.MaxDuration.D(), workflow.TimerOptions{Summary: "Guardrail: max duration " + g.MaxDuration.String()})
-		s := workflow.NewSelector(gctx)
-		s.AddFuture(timer, func(f workflow.Future) {
-			if f.Get(gctx, nil) == nil {
-				d.st.Guardrails.Tripped = "maxDuration"
-				d.finding("high", "guardrail tripped: the drill ran past its maximum duration of "+g.MaxDuration.String(), "")
-				d.abort(ctx, "guardrail: maximum duration "+g.MaxDuration.String()+" reached")
-			}
-		})
-		if len(g.Checks) > 0 {
-			ao := opts("Guardrails", 0)
-			ao.StartToCloseTimeout = g.MaxDuration.D() + time.Hour
-			ao.HeartbeatTimeout = beatFor(g.Interval.D())
-			f := workflow.ExecuteActivity(workflow.WithActivityOptions(gctx, ao), d.act.Guard, activities.WaitInput{
-				ChecksInput: activities.ChecksInput{Signals: d.signals(), Checks: g.Checks},
-				Interval:    g.Interval.D(),
-			})
-			s.AddFuture(f, func(f workflow.Future) {
-				var r activities.GuardResult
-				if err := f.Get(gctx, &r); err == nil && r.Tripped {
-					d.st.Guardrails.Tripped, d.st.Guardrails.Detail = r.Name, r.Detail
-					d.event(r.At, "guardrail", r.Name+" tripped: "+r.Detail)
-					d.finding("high", "guardrail tripped: "+r.Name, r.Detail)
-					d.abort(ctx, "guardrail "+r.Name+" tripped: "+r.Detail)
-				}
-			})
+		if timer.Get(gctx, nil) == nil {
+			d.st.Guardrails.Tripped = "maxDuration"
+			d.finding("high", "guardrail tripped: the drill ran past its maximum duration of "+g.MaxDuration.String(), "")
+			d.abort(gctx, "guardrail: maximum duration "+g.MaxDuration.String()+" reached")
 		}
-		s.Select(gctx)
 	})
+	if len(g.Checks) == 0 {
+		d.guardDone = true
+		return
+	}
+	ao := opts("Guardrails", 0)
+	ao.StartToCloseTimeout = g.MaxDuration.D() + time.Hour
+	ao.HeartbeatTimeout = beatFor(g.Interval.D())
+	ao.WaitForCancellation = true
+	f := workflow.ExecuteActivity(workflow.WithActivityOptions(gctx, ao), d.act.Guard, activities.WaitInput{
+		ChecksInput: activities.ChecksInput{Signals: d.signals(), Checks: g.Checks},
+		Interval:    g.Interval.D(),
+	})
+	workflow.Go(dctx, func(c workflow.Context) {
+		defer func() { d.guardDone = true }()
+		var r activities.GuardResult
+		err := f.Get(c, &r)
+		var ce *temporal.CanceledError
+		switch {
+		case err == nil:
+		case errors.As(err, &ce) && ce.HasDetails():
+			_ = ce.Details(&r) // a cancelled guard reports what it saw
+		case temporal.IsCanceledError(err):
+		default:
+			d.event(workflow.Now(c).UnixMilli(), "guardrail", "guardrails stopped working: "+brief(err))
+			d.finding("high", "guardrails stopped working before the drill ended", brief(err))
+			d.abort(c, "guardrails stopped working: "+brief(err)) // an unguarded drill does not go on
+		}
+		d.blind("guardrails", r.Gaps)
+		if r.Tripped {
+			d.st.Guardrails.Tripped, d.st.Guardrails.Detail = r.Name, r.Detail
+			d.event(r.At, "guardrail", r.Name+" tripped: "+r.Detail)
+			d.finding("high", "guardrail tripped: "+r.Name, r.Detail)
+			d.abort(c, "guardrail "+r.Name+" tripped: "+r.Detail)
+		}
+	})
+}
+
+// stopGuardrails cancels the guardrails and waits until the guard activity
+// has ended (bounded by its heartbeat timeout: a dead worker cannot
+// acknowledge), so no activity stays pending on a finished drill.
+func (d *drill) stopGuardrails(ctx workflow.Context) {
+	if d.guardCancel == nil {
+		return
+	}
+	d.guardCancel()
+	limit := 2*beatFor(d.spec.Guardrails.Interval.D()) + 5*time.Second
+	if ok, _ := workflow.AwaitWithTimeout(ctx, limit, func() bool { return d.guardDone }); !ok {
+		d.event(workflow.Now(ctx).UnixMilli(), "guardrail", "the guard activity did not acknowledge its cancellation within "+limit.String())
+	}
+	d.st.Guardrails.Active = false
+}
+
+// blind records time no worker ran a check: a ledger blind spot, an event
+// and a finding each.
+func (d *drill) blind(what string, gaps []activities.Gap) {
+	for _, g := range gaps {
+		ms := g.To - g.From
+		if ms <= 0 {
+			continue
+		}
+		b := ledger.BlindSpot{What: what, Phase: d.st.Phase, From: g.From, To: g.To, Attempt: g.Attempt}
+		d.rec.BlindSpots = append(d.rec.BlindSpots, b)
+		d.event(g.From, "blind", b.Describe())
+		d.finding("medium", fmt.Sprintf("%s unchecked for %.1f s", what, float64(ms)/1000),
+			fmt.Sprintf("no worker ran it from %s to %s (attempt %d resumed); a mark observed after it may be late by up to that much",
+				time.UnixMilli(g.From).UTC().Format("15:04:05.000"), time.UnixMilli(g.To).UTC().Format("15:04:05.000"), g.Attempt))
+	}
+}
+
+// delayOf is how much unobserved time (crash gaps) came before an
+// observation at `at`: the mark may be late by up to that much.
+func delayOf(gaps []activities.Gap, at int64) int64 {
+	var ms int64
+	for _, g := range gaps {
+		if g.From < at && g.To > g.From {
+			ms += min(g.To, at) - g.From
+		}
+	}
+	return ms
 }
 
 func (d *drill) execAct(ctx workflow.Context, summary string, fn, arg, out any) error {
@@ -575,6 +790,7 @@ func (d *drill) wait(ctx workflow.Context, summary string, in activities.WaitInp
 	ao.StartToCloseTimeout = in.Timeout + in.HoldFor + time.Minute
 	ao.HeartbeatTimeout = beatFor(in.Interval)
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ao), d.act.WaitFor, in).Get(ctx, out)
+	d.blind("check \""+strings.TrimSpace(summary)+"\"", out.Gaps)
 	// Keep the readings of the drill's main SLI for the report's chart.
 	if len(d.spec.Mitigation.SLO) > 0 {
 		name := d.spec.Mitigation.SLO[0].Name
@@ -612,7 +828,9 @@ func (d *drill) runStep(ctx workflow.Context, summary string, st drills.Step) (a
 		err = d.execAct(ctx, summary, d.act.SetWeights, activities.WeightsInput{Target: spec.Target(activities.CapTraffic, st.Target), Weights: st.Weights}, &wr)
 		r = activities.ActionResult{StartedAt: start, EndedAt: wr.At, Attempt: wr.Attempt, Output: activities.Output{Detail: "weights " + activities.FormatWeights(wr.Weights)}}
 	case st.Action != nil:
-		err = d.execAct(ctx, summary, d.act.RunAction, activities.ActionInput{Target: spec.Target(activities.CapRunner, st.Target), Action: *st.Action}, &r)
+		a := *st.Action
+		a.Key = d.rec.ID + "/" + st.Name // the same key on every retry of this step
+		err = d.execAct(ctx, summary, d.act.RunAction, activities.ActionInput{Target: spec.Target(activities.CapRunner, st.Target), Action: a}, &r)
 	case st.Database != nil:
 		// Promotions and switchovers take minutes (an Aurora global
 		// switchover can take several); providers wait with the SDK's
@@ -626,7 +844,7 @@ func (d *drill) runStep(ctx workflow.Context, summary string, st drills.Step) (a
 	}
 	now := workflow.Now(ctx).UnixMilli()
 	if err != nil {
-		d.event(now, "step", st.Name+" failed: "+err.Error())
+		d.event(now, "step", st.Name+" failed: "+brief(err))
 		return r, err
 	}
 	if r.Attempt > 1 {
@@ -636,47 +854,87 @@ func (d *drill) runStep(ctx workflow.Context, summary string, st drills.Step) (a
 	return r, nil
 }
 
-// restore stops every fault, runs the restore steps, puts load back, and
-// checks the steady state again. It is idempotent: each step reads before
-// it writes, so running it twice changes nothing the second time.
+// restore stops the drill's own faults, runs the restore steps, puts load
+// and weights back as the preflight snapshot saw them, and then checks the
+// steady state on conclusive data. Restored is true only when every part
+// succeeded and the steady state held; every failure is a finding.
 func (d *drill) restore(ctx workflow.Context) {
-	if len(d.injected) == 0 && !d.loadChanged {
+	if len(d.injected) == 0 && !d.loadChanged && !d.deployed {
 		d.rec.Restored = true // nothing was changed: mitigation only follows an injection
 		return
 	}
 	d.phase(ctx, "restoring")
-	d.st.Guardrails.Active = false
-	ok := true
 	ro := opts("", 10)
 	ro.RetryPolicy.MaximumInterval = 5 * time.Second
+	failed := func(title, detail string) {
+		d.restoreFailed = append(d.restoreFailed, title)
+		d.finding("high", title, detail)
+	}
 	for i := len(d.injected) - 1; i >= 0; i-- {
 		f := d.injected[i]
-		ro.Summary = "Restore: stop " + f.fault.Kind
+		ro.Summary = "Restore: stop " + f.fault.Kind + " (" + f.name + ")"
 		var fr activities.FaultResult
 		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ro), d.act.StopFault,
 			activities.FaultInput{Target: f.target, Fault: f.fault, Handle: f.handle}).Get(ctx, &fr)
-		if err != nil {
-			ok = false
-			d.finding("high", "restore could not stop fault "+f.fault.Kind+": manual action needed", err.Error())
+		switch {
+		case err != nil && f.started:
+			failed("restore could not stop fault "+f.fault.Kind+": manual action needed", brief(err))
+			continue
+		case err != nil:
+			// Its inject failed: it may or may not be in effect.
+			failed("restore could not confirm that fault "+f.fault.Kind+" (whose inject failed) is not in effect: check by hand", brief(err))
 			continue
 		}
 		if fr.Attempt > 1 {
 			d.finding("medium", fmt.Sprintf("restore needed %d attempts to stop %s", fr.Attempt, f.fault.Kind), "")
 		}
-		d.event(fr.At, "restore", "stopped "+f.fault.Kind)
+		if fr.NotOurs != "" {
+			d.event(fr.At, "restore", "left alone "+fr.NotOurs+": not this drill's")
+			d.finding("low", "restore found another owner's fault and left it alone", fr.NotOurs)
+		}
+		switch {
+		case fr.NotFound && !f.started:
+			d.event(fr.At, "restore", "nothing to stop for "+f.fault.Kind+": its inject never took effect")
+		case fr.NotFound:
+			d.event(fr.At, "restore", f.fault.Kind+" was already over")
+		default:
+			d.event(fr.At, "restore", "stopped "+f.fault.Kind+stoppedIDs(fr.Stopped))
+		}
 	}
 	for _, st := range d.spec.Restore {
 		if _, err := d.runStep(workflow.WithActivityOptions(ctx, ro), "Restore: "+st.Name, st); err != nil {
-			ok = false
-			d.finding("high", "restore step "+st.Name+" failed: manual action needed", err.Error())
+			failed("restore step "+st.Name+" failed: manual action needed", brief(err))
 		}
 	}
 	if d.loadChanged {
+		ro.Summary = "Restore: load back to 1x"
 		var ar activities.ActionResult
-		_ = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ro), d.act.RunAction, activities.ActionInput{
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ro), d.act.RunAction, activities.ActionInput{
 			Target: d.spec.Target(activities.CapRunner, nil),
-			Action: activities.Action{Name: "load", Params: map[string]string{"multiplier": "1"}},
+			Action: activities.Action{Name: "load", Key: d.rec.ID + "/load-reset", Params: map[string]string{"multiplier": "1"}},
 		}).Get(ctx, &ar)
+		if err != nil {
+			failed("restore could not put load back to 1x: manual action needed", brief(err))
+		} else {
+			d.event(ar.EndedAt, "restore", "load back to 1x")
+		}
+	}
+	if d.snapshot != nil {
+		ro.Summary = "Restore: put back weights and load as preflight saw them"
+		var pb activities.PutBackResult
+		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ro), d.act.PutBack, *d.snapshot).Get(ctx, &pb); err != nil {
+			failed("restore could not put weights and load back as preflight saw them: manual action needed", brief(err))
+		} else {
+			d.rec.PutBack = pb.Changed
+			for _, c := range pb.Changed {
+				d.event(pb.At, "restore", "put back "+c)
+			}
+		}
+	}
+	if len(d.restoreFailed) > 0 {
+		d.event(workflow.Now(ctx).UnixMilli(), "restore", "steady state not checked: restore did not complete")
+		d.rec.Restored = false
+		return
 	}
 	var ss activities.WaitResult
 	err := d.wait(ctx, "Restored: steady state holds", activities.WaitInput{
@@ -686,38 +944,64 @@ func (d *drill) restore(ctx workflow.Context) {
 	}, &ss)
 	switch {
 	case err != nil:
-		ok = false
-		d.finding("high", "steady state could not be read after restore", err.Error())
+		failed("steady state could not be read after restore", brief(err))
 	case !ss.Met:
-		ok = false
-		d.finding("high", "steady state did not return after restore within "+d.spec.Recovery.Timeout.String(), ss.Detail)
+		failed("steady state did not return after restore within "+d.spec.Recovery.Timeout.String(), ss.Detail)
 	default:
-		if t, has := d.rec.MarkAt(ledger.Injected); has && ss.Samples > 3 && ss.At-t > 0 {
-			if slow := ss.Samples; slow > 10 {
-				d.finding("low", fmt.Sprintf("steady state was slow to return after restore (%d samples)", slow), ss.Detail)
-			}
+		if ss.Samples > 10 {
+			d.finding("low", fmt.Sprintf("steady state was slow to return after restore (%d samples)", ss.Samples), ss.Detail)
 		}
-		if len(d.injected) > 0 {
-			d.mark(ledger.Restored, ss.At, "steady state observed after restore", ss.Detail)
-		}
+		d.mark(ledger.Restored, ss.At, "steady state observed after restore", ss.Detail, delayOf(ss.Gaps, ss.At))
 	}
-	d.rec.Restored = ok
+	d.rec.Restored = len(d.restoreFailed) == 0
 }
 
-func (d *drill) finish(ctx workflow.Context, err error) {
-	var pre preflightError
+func stoppedIDs(ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(ids, ", ") + ")"
+}
+
+// releaseLease gives the lease back on every exit path; releasing one not
+// held is a no-op.
+func (d *drill) releaseLease(ctx workflow.Context) {
+	if !d.leaseTried {
+		return
+	}
+	if err := d.execAct(ctx, "Lease: release", d.lact.ReleaseLease, lease.ReleaseInput{Keys: d.leaseKeys, Holder: d.rec.ID}, nil); err != nil {
+		d.event(workflow.Now(ctx).UnixMilli(), "lease", "release failed (the lock frees itself when the drill is closed): "+brief(err))
+	}
+}
+
+// finish derives the outcome from what was observed, scores the marks,
+// writes the reports, and ends the workflow: failed (typed, the record in
+// the details) unless the drill recovered and restored.
+func (d *drill) finish(ctx workflow.Context, cancelled bool, err error) (ledger.Record, error) {
+	var ref refusal
+	errType := ""
 	switch {
-	case errors.As(err, &pre):
-		d.rec.Outcome, d.rec.Reason = ledger.OutcomeAborted, "preflight refused: "+pre.msg
-		d.finding("high", "preflight refused to inject", pre.msg)
+	case errors.As(err, &ref):
+		d.rec.Outcome, d.rec.Reason, errType = ledger.OutcomeRefused, "refused: "+ref.msg, ErrRefused
+		d.finding("high", "the drill was refused", ref.msg)
 	case d.aborted != "":
-		d.rec.Outcome, d.rec.Reason = ledger.OutcomeAborted, d.aborted
-	case temporal.IsCanceledError(err):
-		d.rec.Outcome, d.rec.Reason = ledger.OutcomeAborted, "the drill workflow was cancelled"
+		d.rec.Outcome, d.rec.Reason, errType = ledger.OutcomeAborted, d.aborted, ErrAborted
+	case cancelled:
+		d.rec.Outcome, d.rec.Reason, errType = ledger.OutcomeAborted, "the drill workflow was cancelled", ErrAborted
 	case err != nil:
-		d.rec.Outcome, d.rec.Reason = ledger.OutcomeFailed, err.Error()
+		d.rec.Outcome, d.rec.Reason, errType = ledger.OutcomeNotRecovered, err.Error(), ErrNotRecovered
+	case !d.hasMark(ledger.Recovered):
+		// Recovery is what was observed, never the absence of an error.
+		d.rec.Outcome, d.rec.Reason, errType = ledger.OutcomeNotRecovered, "no recovery was observed", ErrNotRecovered
 	default:
 		d.rec.Outcome = ledger.OutcomeRecovered
+	}
+	if !d.rec.Restored {
+		why := "restore failed: " + strings.Join(d.restoreFailed, "; ")
+		if d.rec.Reason != "" {
+			why += " (after: " + d.rec.Outcome + ": " + d.rec.Reason + ")"
+		}
+		d.rec.Outcome, d.rec.Reason, errType = ledger.OutcomeRestoreFailed, why, ErrRestoreFailed
 	}
 	d.rec.EndedAt = workflow.Now(ctx).UnixMilli()
 	d.rec.Scores = ledger.ScoreMarks(d.rec.Marks, d.spec.Targets)
@@ -732,4 +1016,8 @@ func (d *drill) finish(ctx workflow.Context, err error) {
 	d.st.Outcome = d.rec.Outcome
 	d.phase(ctx, "done")
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrOutcome.ValueSet(d.rec.Outcome))
+	if errType != "" {
+		return d.rec, endedAs(errType, "drill "+d.rec.Outcome+": "+d.rec.Reason, d.rec)
+	}
+	return d.rec, nil
 }
