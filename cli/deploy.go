@@ -500,7 +500,7 @@ func deployStats() *ucli.Command {
 			}
 			defer cl.Close()
 			since := time.Now().Add(-c.Duration("window"))
-			q := kindQuery("deploy") + fmt.Sprintf(" AND ExecutionStatus = 'Completed' AND StartTime > '%s'", since.UTC().Format(time.RFC3339))
+			q := kindQuery("deploy") + fmt.Sprintf(" AND ExecutionStatus != 'Running' AND StartTime > '%s'", since.UTC().Format(time.RFC3339))
 			rows, err := listWorkflows(c.Context, cl, q)
 			if err != nil {
 				return fmt.Errorf("list deploys: %w", err)
@@ -508,7 +508,8 @@ func deployStats() *ucli.Command {
 			var results []workflows.DeployResult
 			for _, r := range rows {
 				var res workflows.DeployResult
-				if err := cl.GetWorkflow(c.Context, r.ID, r.RunID).Get(c.Context, &res); err == nil {
+				// Deploys that did not promote end failed, their record in the error.
+				if err := cl.GetWorkflow(c.Context, r.ID, r.RunID).Get(c.Context, &res); err == nil || workflows.RecordOf(err, &res) {
 					results = append(results, res)
 				}
 			}
