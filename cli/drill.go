@@ -160,9 +160,29 @@ func StartDrill(ctx context.Context, cl client.Client, in workflows.DrillInput) 
 	return run, nil
 }
 
-// WaitDrill waits for a drill to end, printing its progress to w.
+// WaitDrill waits for a drill to end, printing its progress to w. A drill
+// that did not recover and restore ends failed in Temporal terms with its
+// record in the error; that record is returned like a completed one.
 func WaitDrill(ctx context.Context, cl client.Client, run client.WorkflowRun, w io.Writer) (ledger.Record, error) {
-	return waitFor[ledger.Record](ctx, cl, run, w, drillLine)
+	rec, err := waitFor[ledger.Record](ctx, cl, run, w, drillLine)
+	if err != nil {
+		var ended ledger.Record
+		if workflows.RecordOf(err, &ended) {
+			return ended, nil
+		}
+	}
+	return rec, err
+}
+
+// drillRecord reads a finished drill's record, whether it completed or
+// ended failed with the record in its error.
+func drillRecord(ctx context.Context, cl client.Client, id string) (ledger.Record, error) {
+	var rec ledger.Record
+	err := cl.GetWorkflow(ctx, id, "").Get(ctx, &rec)
+	if err != nil && workflows.RecordOf(err, &rec) {
+		return rec, nil
+	}
+	return rec, err
 }
 
 func drillLine(st workflows.DrillState) string {
@@ -216,9 +236,25 @@ func printDrill(w io.Writer, r ledger.Record) {
 		fmt.Fprintf(w, " (%s)", r.Reason)
 	}
 	fmt.Fprintln(w)
-	t0, _ := r.MarkAt(ledger.Injected)
+	// Offsets count from the injection; a drill that injected nothing counts
+	// from its start (never from the epoch).
+	t0, from := r.MarkAt(ledger.Injected)
+	base := "injection"
+	if !from {
+		t0, base = r.StartedAt, "start"
+	}
+	if len(r.Marks) > 0 {
+		fmt.Fprintf(w, "  marks (from %s):\n", base)
+	}
 	for _, m := range r.Marks {
-		fmt.Fprintf(w, "  %-10s +%7dms  %s\n", m.Name, m.At-t0, m.Source)
+		delayed := ""
+		if m.DelayedMs > 0 {
+			delayed = fmt.Sprintf("  (delayed by a worker crash: up to %.1f s unobserved)", float64(m.DelayedMs)/1000)
+		}
+		fmt.Fprintf(w, "  %-10s +%7dms  %s%s\n", m.Name, m.At-t0, m.Source, delayed)
+	}
+	for _, b := range r.BlindSpots {
+		fmt.Fprintf(w, "  blind      +%7dms  %s\n", b.From-t0, b.Describe())
 	}
 	for _, s := range r.Scores {
 		if s.Status == ledger.StatusMissing {
@@ -264,8 +300,8 @@ func drillReport() *ucli.Command {
 			if desc.WorkflowExecutionInfo.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 				return ucli.Exit(fmt.Sprintf("drill %s is still running; its report is written when it ends", id), ExitUsage)
 			}
-			var rec ledger.Record
-			if err := cl.GetWorkflow(c.Context, id, "").Get(c.Context, &rec); err != nil {
+			rec, err := drillRecord(c.Context, cl, id)
+			if err != nil {
 				return fmt.Errorf("drill %s: %w", id, err)
 			}
 			if dir := c.String("report-dir"); dir != "" {
