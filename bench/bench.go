@@ -28,6 +28,8 @@ type Options struct {
 	Only []string
 	// OverheadRuns overrides the number of measured deploy/floor pairs.
 	OverheadRuns int
+	// Kills overrides the number of worker kills in the kill section.
+	Kills int
 	// Progress gets one line per step; nil discards.
 	Progress io.Writer
 }
@@ -42,17 +44,22 @@ type plan struct {
 	historyWindows  [2]time.Duration
 	historyInterval time.Duration
 	build           bool
+	kills           int
 }
 
 func planFor(o Options) plan {
 	p := plan{
 		startups: 3, overheadRuns: 20, rollbackRuns: 20, drills: 20, fleet: []int{1000, 10000},
 		historyWindows: [2]time.Duration{time.Second, 10 * time.Second}, historyInterval: 250 * time.Millisecond,
-		build: true,
+		build: true, kills: 10,
 	}
 	if o.Quick {
 		p.overheadRuns, p.rollbackRuns, p.drills, p.fleet = 5, 5, 3, []int{100}
 		p.historyWindows = [2]time.Duration{500 * time.Millisecond, 2 * time.Second}
+		p.kills = 1 // about 20 s: a smoke of the section, not the figure
+	}
+	if o.Kills > 0 {
+		p.kills = o.Kills
 	}
 	if o.OverheadRuns > 0 {
 		p.overheadRuns = o.OverheadRuns
@@ -100,6 +107,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		SecRollback:  "Rollback latency",
 		SecDetection: "Detection accuracy (region-failover drills)",
 		SecFleet:     "Fleet (concurrent deploys on one worker process)",
+		SecKill:      "Worker SIGKILL during a watch (unobserved canary time)",
 	}
 	var drillEvents *drillHistory
 	for _, name := range Sections {
@@ -124,6 +132,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			drillEvents = r.detection(ctx, &s)
 		case SecFleet:
 			r.fleet(ctx, &s)
+		case SecKill:
+			r.kill(ctx, &s)
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("bench interrupted in section %s: %w", name, err)

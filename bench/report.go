@@ -22,10 +22,11 @@ const (
 	SecRollback  = "rollback"
 	SecDetection = "detection"
 	SecFleet     = "fleet"
+	SecKill      = "kill"
 )
 
 // Sections lists every section a report must have.
-var Sections = []string{SecStartup, SecOverhead, SecHistory, SecRollback, SecDetection, SecFleet}
+var Sections = []string{SecStartup, SecOverhead, SecHistory, SecRollback, SecDetection, SecFleet, SecKill}
 
 // Section statuses.
 const (

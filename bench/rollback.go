@@ -63,7 +63,7 @@ func (r *runner) rollback(ctx context.Context, s *Section) {
 			return
 		}
 		var res workflows.DeployResult
-		if err := run.Get(ctx, &res); err != nil {
+		if err := run.Get(ctx, &res); err != nil && !workflows.RecordOf(err, &res) { // a rollback ends failed, its record in the error
 			s.fail(fmt.Errorf("run %d: %w", i+1, err))
 			return
 		}

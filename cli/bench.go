@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -22,6 +23,8 @@ func benchCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "quick", Usage: "few runs of each, fleet of 100: checks the report, not the figures"},
 			&ucli.StringFlag{Name: "out", Value: "bench-report", Usage: "directory for bench.md and bench.json"},
 			&ucli.StringFlag{Name: "source", Value: ".", Usage: "module root to `go build` for the binary size"},
+			&ucli.StringSliceFlag{Name: "only", Usage: "run only these sections (" + strings.Join(bench.Sections, ", ") + "); the rest are reported as skipped"},
+			&ucli.IntFlag{Name: "kills", Usage: "worker kills in the kill section (default 10, 1 with --quick)"},
 		},
 		Action: func(c *ucli.Context) error {
 			exe, err := os.Executable()
@@ -30,6 +33,7 @@ func benchCommand() *ucli.Command {
 			}
 			rep, err := bench.Run(c.Context, bench.Options{
 				Quick: c.Bool("quick"), Exe: exe, SourceDir: c.String("source"), Progress: c.App.ErrWriter,
+				Only: c.StringSlice("only"), Kills: c.Int("kills"),
 			})
 			if err != nil {
 				return err
