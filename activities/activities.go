@@ -197,19 +197,32 @@ func (a *Activities) release(ctx context.Context, in VersionInput, op string, do
 	return nowMs(), nil
 }
 
-// PruneInput keeps the newest Keep artifacts.
+// PruneInput asks to prune a release target's artifacts down to Keep.
 type PruneInput struct {
 	Target Target `json:"target"`
 	Keep   int    `json:"keep"`
+	// Current is the version serving after the deploy: the new one after a
+	// promotion, the stable one after a rollback. Empty (histories recorded
+	// before it existed) means the provider's stable version.
+	Current string `json:"current,omitempty"`
 }
 
-// PruneArtifacts deletes artifacts beyond the newest Keep.
+// PruneArtifacts deletes artifacts that neither the current version nor a
+// rollback needs (see package retention), after promotions and rollbacks.
 func (a *Activities) PruneArtifacts(ctx context.Context, in PruneInput) ([]string, error) {
 	r, err := a.Reg.Release(in.Target)
 	if err != nil {
 		return nil, wrap("release", err)
 	}
-	removed, err := r.Prune(ctx, in.Keep)
+	current := in.Current
+	if current == "" {
+		s, err := r.State(ctx)
+		if err != nil {
+			return nil, wrap("release state", err)
+		}
+		current = s.Stable
+	}
+	removed, err := r.Prune(ctx, current, in.Keep)
 	if len(removed) > 0 {
 		a.observe("prune")
 	}

@@ -53,9 +53,13 @@ type Release interface {
 	Promote(ctx context.Context, version string) error
 	// Stop stops the running instances of version. Idempotent.
 	Stop(ctx context.Context, version string) error
-	// Prune deletes artifacts beyond the newest keep, never the stable one,
-	// and returns what it deleted.
-	Prune(ctx context.Context, keep int) ([]string, error)
+	// Prune deletes artifacts by the rule of package retention: it keeps
+	// current (the version serving after the deploy), its rollback target
+	// (the version promoted before it), running versions and the newest
+	// promoted ones up to keep, and removes failed canaries first. It never
+	// removes what it cannot prove is not the rollback target. It returns
+	// what it deleted. Idempotent.
+	Prune(ctx context.Context, current string, keep int) ([]string, error)
 }
 
 // Query asks a signals provider for one value.

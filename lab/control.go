@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/drillship/drillship/retention"
 )
 
 // The sample services live in the process that started the lab (the lab
@@ -46,7 +48,24 @@ type ServiceChange struct {
 type releaseBook struct {
 	mu        sync.Mutex
 	stable    string
-	artifacts []string // oldest first
+	artifacts []string         // oldest first
+	promoted  map[string]int64 // version -> order of its latest promotion; nil until the first one
+	promotes  int64
+}
+
+// promote records version as stable and the order of its promotion, which
+// pruning needs to keep the rollback target. The initial stable version
+// counts as the first promotion.
+func (b *releaseBook) promote(version string) {
+	if b.promoted == nil {
+		b.promoted, b.promotes = map[string]int64{b.stable: 1}, 1
+	}
+	if b.stable == version {
+		return
+	}
+	b.stable = version
+	b.promotes++
+	b.promoted[version] = b.promotes
 }
 
 // ErrUnknownVersion is returned for a version the lab does not run.
@@ -101,7 +120,7 @@ func (l *Lab) ReleaseOp(op, version string) error {
 	case "stop":
 		s.SetDown(true)
 	case "promote":
-		l.book.stable = version
+		l.book.promote(version)
 		if !contains(l.book.artifacts, version) {
 			l.book.artifacts = append(l.book.artifacts, version)
 		}
@@ -111,19 +130,28 @@ func (l *Lab) ReleaseOp(op, version string) error {
 	return nil
 }
 
-// Prune forgets artifacts beyond the newest keep, never the stable one.
-func (l *Lab) Prune(keep int) []string {
+// Prune forgets the artifacts that neither current ("" for the stable
+// version) nor a rollback needs, by the rule of package retention: current,
+// the version promoted before it, running ones and the newest promoted up to
+// keep stay; failed canaries go first.
+func (l *Lab) Prune(current string, keep int) []string {
 	l.book.mu.Lock()
 	defer l.book.mu.Unlock()
-	removed := []string{}
-	var kept []string
-	n := len(l.book.artifacts)
+	l.book.promote(l.book.stable) // records the initial stable version
+	if current == "" {
+		current = l.book.stable
+	}
+	arts := make([]retention.Artifact, len(l.book.artifacts))
 	for i, a := range l.book.artifacts {
-		if n-i > keep && a != l.book.stable {
-			removed = append(removed, a)
-			continue
+		s := l.services[a]
+		arts[i] = retention.Artifact{
+			Version: a, Deployed: int64(i), Promoted: l.book.promoted[a],
+			Running: a == l.book.stable || s != nil && !s.down.Load(),
 		}
-		kept = append(kept, a)
+	}
+	kept, removed := retention.Plan(arts, current, keep)
+	for _, a := range removed {
+		delete(l.book.promoted, a)
 	}
 	l.book.artifacts = kept
 	return removed
@@ -177,13 +205,14 @@ func (l *Lab) startControl() error {
 		op := r.PathValue("op")
 		if op == "prune" {
 			var in struct {
-				Keep int `json:"keep"`
+				Keep    int    `json:"keep"`
+				Current string `json:"current"`
 			}
 			if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.Keep < 1 {
-				http.Error(w, "want {\"keep\": n} with n >= 1", http.StatusBadRequest)
+				http.Error(w, "want {\"keep\": n, \"current\": version} with n >= 1", http.StatusBadRequest)
 				return
 			}
-			writeJSON(w, map[string][]string{"pruned": l.Prune(in.Keep)})
+			writeJSON(w, map[string][]string{"pruned": l.Prune(in.Current, in.Keep)})
 			return
 		}
 		var in struct {
@@ -256,12 +285,13 @@ func (c *ControlClient) ReleaseOp(ctx context.Context, op, version string) error
 	return c.do(ctx, http.MethodPost, "/api/release/"+op, map[string]string{"version": version}, nil)
 }
 
-// Prune forgets artifacts beyond the newest keep and returns them.
-func (c *ControlClient) Prune(ctx context.Context, keep int) ([]string, error) {
+// Prune forgets the artifacts neither current nor its rollback needs and
+// returns them (see Lab.Prune).
+func (c *ControlClient) Prune(ctx context.Context, current string, keep int) ([]string, error) {
 	var out struct {
 		Pruned []string `json:"pruned"`
 	}
-	err := c.do(ctx, http.MethodPost, "/api/release/prune", map[string]int{"keep": keep}, &out)
+	err := c.do(ctx, http.MethodPost, "/api/release/prune", map[string]any{"keep": keep, "current": current}, &out)
 	return out.Pruned, err
 }
 

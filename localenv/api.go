@@ -121,7 +121,7 @@ func (e *Env) controlHandler() http.Handler {
 			writeErr(w, badRequest("keep %q: allowed an integer 0 or more", r.URL.Query().Get("keep")))
 			return
 		}
-		removed, err := e.prune(keep)
+		removed, err := e.prune(r.URL.Query().Get("current"), keep)
 		respond(w, PruneResult{Removed: removed, Artifacts: e.state().Artifacts}, err)
 	})
 	mux.HandleFunc("GET /api/sli", func(w http.ResponseWriter, r *http.Request) {

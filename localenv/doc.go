@@ -38,8 +38,11 @@
 //	POST   /api/versions/{v}/deploy       start v in every region (weight 0 until set), record its artifact
 //	POST   /api/versions/{v}/stop         stop v's instances (409 for the stable version)
 //	POST   /api/versions/{v}/promote      make v stable (409 unless running); all three answer VersionResult and are idempotent
-//	POST   /api/artifacts/prune?keep=N    delete all but the newest N artifacts, never the stable or a running one;
-//	                                      answers {"removed":[...],"artifacts":[...]}
+//	POST   /api/artifacts/prune?keep=N&current=V
+//	                                      delete what neither V (default: the stable version) nor its rollback needs:
+//	                                      keeps V, the version promoted before it, running ones and the newest promoted
+//	                                      up to N; failed canaries go first (package retention); answers
+//	                                      {"removed":[...],"artifacts":[...]}
 //	GET    /api/sli?metric=&region=&version=&window=10s
 //	                                      SLI {value, at (Unix ms), noData, count, detail}; metric is error_rate (0..1),
 //	                                      latency_p99 (seconds), request_rate (per second) or up (probes the matching

@@ -57,6 +57,8 @@ type Env struct {
 	versionW  map[string]int
 	stable    string
 	artifacts []string                          // oldest first
+	promoted  map[string]int64                  // version -> order of its latest promotion (pruning keeps the rollback target)
+	promotes  int64                             // promotions so far, the initial stable counting as the first
 	instances map[string]map[string][]*instance // region -> version -> instances
 	faults    []*fault                          // every fault ever injected, in order
 	shed      map[string]bool
@@ -93,6 +95,8 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		regionW:   map[string]int{},
 		versionW:  map[string]int{o.Stable: 100},
 		stable:    o.Stable,
+		promoted:  map[string]int64{o.Stable: 1},
+		promotes:  1,
 		instances: map[string]map[string][]*instance{},
 		shed:      map[string]bool{},
 		loadMult:  1,

@@ -365,28 +365,79 @@ func TestReleaseAndPrune(t *testing.T) {
 	for _, v := range []string{"v1", "v2", "v3"} {
 		mustCall(t, e, "POST", "/api/versions/"+v+"/stop", nil, nil)
 	}
-	// v5 still runs; v4 is stable: neither may go. Keep the newest 1.
+	// v5 still runs; v4 is stable; v1 is what v4 replaced (its rollback
+	// target): none may go. v2 and v3 never served: they go.
 	var p PruneResult
 	mustCall(t, e, "POST", "/api/artifacts/prune?keep=1", nil, &p)
-	if !slices.Equal(p.Removed, []string{"v1", "v2", "v3"}) || !slices.Equal(p.Artifacts, []string{"v4", "v5"}) {
+	if !slices.Equal(p.Removed, []string{"v2", "v3"}) || !slices.Equal(p.Artifacts, []string{"v1", "v4", "v5"}) {
 		t.Fatalf("prune keep=1 = %+v", p)
 	}
 	mustCall(t, e, "POST", "/api/versions/v5/stop", nil, nil)
-	mustCall(t, e, "POST", "/api/artifacts/prune?keep=1", nil, &p)
-	if !slices.Equal(p.Removed, []string{}) || !slices.Equal(p.Artifacts, []string{"v4", "v5"}) {
-		t.Fatalf("prune keeps the newest one (v5) and the stable one (v4): %+v", p)
+	mustCall(t, e, "POST", "/api/artifacts/prune?keep=0", nil, &p)
+	if !slices.Equal(p.Removed, []string{"v5"}) || !slices.Equal(p.Artifacts, []string{"v1", "v4"}) {
+		t.Fatalf("prune keep=0 = %+v, want the failed canary v5 gone, v4 and its rollback target v1 kept", p)
 	}
 	mustCall(t, e, "POST", "/api/artifacts/prune?keep=0", nil, &p)
-	if !slices.Equal(p.Removed, []string{"v5"}) || !slices.Equal(p.Artifacts, []string{"v4"}) {
-		t.Fatalf("prune keep=0 = %+v", p)
+	if !slices.Equal(p.Removed, []string{}) || !slices.Equal(p.Artifacts, []string{"v1", "v4"}) {
+		t.Fatalf("second prune = %+v, want nothing more removed", p)
 	}
 	var st State
 	mustCall(t, e, "GET", "/api/state", nil, &st)
-	if st.Stable != "v4" || !slices.Equal(st.Running, []string{"v4"}) || !slices.Equal(st.Artifacts, []string{"v4"}) {
-		t.Fatalf("state = stable %s running %v artifacts %v", st.Stable, st.Running, st.Artifacts)
+	if st.Stable != "v4" || !slices.Equal(st.Running, []string{"v4"}) || !slices.Equal(st.Artifacts, []string{"v1", "v4"}) ||
+		!slices.Equal(st.Promoted, []string{"v1", "v4"}) {
+		t.Fatalf("state = stable %s running %v artifacts %v promoted %v", st.Stable, st.Running, st.Artifacts, st.Promoted)
 	}
-	if _, ok := st.VersionWeights["v1"]; ok {
-		t.Fatalf("pruned v1 still has a weight: %v", st.VersionWeights)
+	if _, ok := st.VersionWeights["v5"]; ok {
+		t.Fatalf("pruned v5 still has a weight: %v", st.VersionWeights)
+	}
+}
+
+// Issue 10 item 6 through the HTTP API, as the deploy workflow drives it:
+// v5 stable, v6 and v7 rolled back (pruning after each rollback), v8
+// promoted. Pruning with keep 3 must keep v8, its rollback target v5 and
+// the newest other promoted one, v4, and remove the failed canaries first.
+func TestPruneKeepsRollbackTarget(t *testing.T) {
+	e := start(t, Options{})
+	deploy := func(v string, promote bool) {
+		t.Helper()
+		mustCall(t, e, "POST", "/api/versions/"+v+"/deploy", nil, nil)
+		if !promote {
+			mustCall(t, e, "POST", "/api/versions/"+v+"/stop", nil, nil) // rolled back
+			return
+		}
+		mustCall(t, e, "POST", "/api/versions/"+v+"/promote", nil, nil)
+	}
+	prune := func(current string) PruneResult {
+		t.Helper()
+		var p PruneResult
+		mustCall(t, e, "POST", "/api/artifacts/prune?keep=3&current="+current, nil, &p)
+		return p
+	}
+	for _, v := range []string{"v2", "v3", "v4", "v5"} {
+		deploy(v, true)
+	}
+	// The previous stable ones are stopped after promotion.
+	for _, v := range []string{"v1", "v2", "v3", "v4"} {
+		mustCall(t, e, "POST", "/api/versions/"+v+"/stop", nil, nil)
+	}
+	if p := prune("v5"); !slices.Equal(p.Removed, []string{"v1", "v2"}) || !slices.Equal(p.Artifacts, []string{"v3", "v4", "v5"}) {
+		t.Fatalf("after v5's promotion: %+v, want v1 v2 removed", p)
+	}
+	deploy("v6", false)
+	if p := prune("v5"); !slices.Equal(p.Removed, []string{"v6"}) || !slices.Equal(p.Artifacts, []string{"v3", "v4", "v5"}) {
+		t.Fatalf("after v6's rollback: %+v, want the failed canary v6 removed, v5 and its target v4 kept", p)
+	}
+	deploy("v7", false)
+	deploy("v8", true)
+	mustCall(t, e, "POST", "/api/versions/v5/stop", nil, nil)
+	p := prune("v8")
+	if !slices.Equal(p.Removed, []string{"v7", "v3"}) || !slices.Equal(p.Artifacts, []string{"v4", "v5", "v8"}) {
+		t.Fatalf("after v8's promotion: %+v, want v7 (failed canary) then v3 removed; v8, its rollback target v5 and v4 kept", p)
+	}
+	// The rollback target can still take traffic: it is a known artifact.
+	mustCall(t, e, "PUT", "/api/weights/versions", map[string]int{"v5": 0, "v8": 100}, nil)
+	if code := call(t, e, "POST", "/api/artifacts/prune?keep=3&current=v9", nil, nil); code != http.StatusBadRequest {
+		t.Fatalf("prune with an unknown current: status %d, want 400", code)
 	}
 }
 

@@ -1,12 +1,15 @@
 package localenv
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/drillship/drillship/retention"
 )
 
 // deployLocked starts instances of version in every region (those of a region
@@ -84,34 +87,53 @@ func (e *Env) promote(version string) (bool, error) {
 	}
 	prev := e.stable
 	e.stable = version
+	e.promotes++
+	e.promoted[version] = e.promotes
 	e.log.Info("version promoted", "version", version, "previous", prev)
 	return true, nil
 }
 
-// prune deletes the oldest artifacts beyond the newest keep, never the
-// stable one nor a running one, and returns them oldest first.
-func (e *Env) prune(keep int) ([]string, error) {
+// prune deletes the artifacts that neither current (the version serving
+// after a deploy; "" means the stable one) nor a rollback needs, by the rule
+// of package retention, and returns them, failed canaries first. The stable
+// and running versions always stay.
+func (e *Env) prune(current string, keep int) ([]string, error) {
 	if keep < 0 {
 		return nil, badRequest("keep %d: allowed 0 or more", keep)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	removed := []string{}
-	var kept []string
-	cut := len(e.artifacts) - keep
+	if current == "" {
+		current = e.stable
+	}
+	if !slices.Contains(e.artifacts, current) {
+		return nil, badRequest("current %q: not an artifact (artifacts: %s)", current, strings.Join(e.artifacts, ", "))
+	}
+	arts := make([]retention.Artifact, len(e.artifacts))
 	for i, a := range e.artifacts {
-		if i < cut && a != e.stable && !e.runningLocked(a) {
-			removed = append(removed, a)
-			delete(e.versionW, a)
-			continue
+		arts[i] = retention.Artifact{
+			Version: a, Deployed: int64(i), Promoted: e.promoted[a],
+			Running: a == e.stable || e.runningLocked(a),
 		}
-		kept = append(kept, a)
+	}
+	kept, removed := retention.Plan(arts, current, keep)
+	for _, a := range removed {
+		delete(e.versionW, a)
+		delete(e.promoted, a)
 	}
 	e.artifacts = kept
 	if len(removed) > 0 {
-		e.log.Info("artifacts pruned", "removed", removed, "kept", kept)
+		e.log.Info("artifacts pruned", "removed", removed, "kept", kept, "current", current)
 	}
 	return removed, nil
+}
+
+// promotedLocked lists the artifacts ever promoted, latest promotion last.
+func (e *Env) promotedLocked() []string {
+	out := slices.Clone(e.artifacts)
+	out = slices.DeleteFunc(out, func(v string) bool { return e.promoted[v] == 0 })
+	slices.SortFunc(out, func(a, b string) int { return cmp.Compare(e.promoted[a], e.promoted[b]) })
+	return out
 }
 
 func (e *Env) runningLocked(version string) bool {
@@ -177,7 +199,8 @@ type State struct {
 	Stable         string          `json:"stable"`
 	Running        []string        `json:"running"`
 	Artifacts      []string        `json:"artifacts"`
-	Faults         []FaultRecord   `json:"faults"` // active ones
+	Promoted       []string        `json:"promoted"` // artifacts ever promoted, latest promotion last
+	Faults         []FaultRecord   `json:"faults"`   // active ones
 	Shed           []string        `json:"shed"`
 	Load           Load            `json:"load"`
 	Instances      []InstanceState `json:"instances"`
@@ -211,6 +234,7 @@ func (e *Env) state() State {
 		Stable:         e.stable,
 		Running:        e.runningListLocked(),
 		Artifacts:      append([]string{}, e.artifacts...),
+		Promoted:       e.promotedLocked(),
 		Faults:         faults,
 		Shed:           []string{},
 		Load:           Load{RPS: max(e.rps, 0), Multiplier: e.loadMult},

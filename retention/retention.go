@@ -5,7 +5,8 @@
 // The rule, in order:
 //
 //  1. the current version (the one serving after this deploy) and every
-//     running version are kept;
+//     running version are kept (a running one other than current does not
+//     count towards keep: it is a canary on its way in or out);
 //  2. the rollback target is kept: the version promoted most recently before
 //     the current one, i.e. the one it replaced (after a rollback, the
 //     current stable is unchanged and its target is the one it replaced);
@@ -49,6 +50,7 @@ type Artifact struct {
 // its rollback target all the same.
 func Plan(arts []Artifact, current string, keep int) (kept, removed []string) {
 	keepSet := map[string]bool{current: true}
+	counted := map[string]bool{current: true} // what counts towards keep
 	for _, a := range arts {
 		if a.Running {
 			keepSet[a.Version] = true
@@ -71,17 +73,17 @@ func Plan(arts []Artifact, current string, keep int) (kept, removed []string) {
 	})
 	slices.SortStableFunc(unknown, func(x, y Artifact) int { return cmp.Compare(y.Deployed, x.Deployed) })
 	if len(promoted) > 0 {
-		keepSet[promoted[0].Version] = true // the rollback target
+		keepSet[promoted[0].Version], counted[promoted[0].Version] = true, true // the rollback target
 	} else {
 		for _, a := range unknown { // any of them may be the target
-			keepSet[a.Version] = true
+			keepSet[a.Version], counted[a.Version] = true, true
 		}
 	}
 	for _, a := range append(promoted, unknown...) {
-		if len(keepSet) >= keep {
+		if len(counted) >= keep {
 			break
 		}
-		keepSet[a.Version] = true
+		keepSet[a.Version], counted[a.Version] = true, true
 	}
 
 	var canaries, old []Artifact

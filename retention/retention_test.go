@@ -84,6 +84,11 @@ func TestPlan(t *testing.T) {
 			current: "v5", keep: 3, kept: []string{"v2", "v3", "v5"}, rm: []string{"v4", "v1"},
 		},
 		{
+			// A canary still running after a rollback takes no slot.
+			name: "a running canary does not count towards keep", arts: history("v1+ v2+ v3+ v4+* v5*"),
+			current: "v4", keep: 3, kept: []string{"v2", "v3", "v4", "v5"}, rm: []string{"v1"},
+		},
+		{
 			name: "nothing to prune", arts: history("v1+*"),
 			current: "v1", keep: 3, kept: []string{"v1"}, rm: []string{},
 		},

@@ -330,8 +330,8 @@ func (r *release) Stop(ctx context.Context, version string) error {
 	return r.in.call(ctx, "release.Stop", func() error { return r.r.Stop(ctx, version) })
 }
 
-func (r *release) Prune(ctx context.Context, keep int) (removed []string, err error) {
-	err = r.in.call(ctx, "release.Prune", func() (e error) { removed, e = r.r.Prune(ctx, keep); return e })
+func (r *release) Prune(ctx context.Context, current string, keep int) (removed []string, err error) {
+	err = r.in.call(ctx, "release.Prune", func() (e error) { removed, e = r.r.Prune(ctx, current, keep); return e })
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,13 @@
 // main service onto that revision. The version of a revision is its
 // container's image tag. Traffic between the two comes from the elbv2
 // provider (see deploys/ecs-canary.yaml).
+//
+// Pruning must keep the rollback target, which ECS does not remember, so
+// the provider tags the revisions it registers (drillship:deployed) and the
+// ones it promotes (drillship:promoted, the time of the latest promotion).
+// A revision with neither tag (registered by someone else, or before these
+// tags existed) may have served: package retention keeps it until a
+// recorded promotion proves which revision the current one replaced.
 package ecs
 
 import (
@@ -14,7 +21,9 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -23,7 +32,18 @@ import (
 
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/activities/awsconf"
+	"github.com/drillship/drillship/retention"
 )
+
+// Revision tags (values are Unix ms).
+const (
+	tagDeployed = "drillship:deployed"
+	tagPromoted = "drillship:promoted"
+)
+
+func nowTag(key string) []types.Tag {
+	return []types.Tag{{Key: aws.String(key), Value: aws.String(strconv.FormatInt(time.Now().UnixMilli(), 10))}}
+}
 
 // Name is the provider name in specs.
 const Name = "ecs"
@@ -274,8 +294,9 @@ func (r *Release) register(ctx context.Context, c *ecs.Client, base *ecs.Describ
 		InferenceAccelerators: td.InferenceAccelerators, IpcMode: td.IpcMode, PidMode: td.PidMode,
 		NetworkMode: td.NetworkMode, PlacementConstraints: td.PlacementConstraints,
 		ProxyConfiguration: td.ProxyConfiguration, RequiresCompatibilities: td.RequiresCompatibilities,
-		// Tags are not copied: tagging on register needs ecs:TagResource.
-		RuntimePlatform: td.RuntimePlatform, Volumes: td.Volumes,
+		// The base's tags are not copied (its promotion mark would come
+		// along); the new revision is marked as drillship's canary.
+		RuntimePlatform: td.RuntimePlatform, Volumes: td.Volumes, Tags: nowTag(tagDeployed),
 	})
 	if err != nil {
 		return "", awsconf.Classify(err, "ecs:RegisterTaskDefinition", "task-definition/"+aws.ToString(td.Family))
@@ -329,6 +350,12 @@ func (r *Release) Promote(ctx context.Context, version string) error {
 			return awsconf.Classify(err, "ecs:UpdateService", r.svcRes(r.cfg.Service))
 		}
 	}
+	// Marked after the service moved, never before: a mark on a revision
+	// that never served would make pruning take it for the rollback target.
+	// A retry marks again with a later time; it is still the latest.
+	if _, err := c.TagResource(ctx, &ecs.TagResourceInput{ResourceArn: aws.String(arn), Tags: nowTag(tagPromoted)}); err != nil {
+		return awsconf.Classify(err, "ecs:TagResource", revision(arn))
+	}
 	return r.waitStable(ctx, c, r.cfg.Service)
 }
 
@@ -356,9 +383,11 @@ func (r *Release) Stop(ctx context.Context, version string) error {
 	return r.waitStable(ctx, c, r.cfg.CanaryService)
 }
 
-// Prune deregisters the family's revisions beyond the newest keep, never
-// one a service uses, and returns their versions.
-func (r *Release) Prune(ctx context.Context, keep int) ([]string, error) {
+// Prune deregisters the family's revisions that package retention removes,
+// never one a service uses or one running current, and returns their
+// versions. Only the newest maxRevisions are looked at (each costs a
+// DescribeTaskDefinition); older ones are left alone.
+func (r *Release) Prune(ctx context.Context, current string, keep int) ([]string, error) {
 	if keep < 1 {
 		return nil, activities.Permanent(errors.New("ecs: keep must be at least 1"))
 	}
@@ -380,14 +409,35 @@ func (r *Release) Prune(ctx context.Context, keep int) ([]string, error) {
 			inUse[aws.ToString(d.TaskDefinition)] = true
 		}
 	}
-	deleted := []string{}
-	for i := keep; i < len(arns); i++ {
-		if inUse[arns[i]] {
-			continue
-		}
-		out, err := c.DeregisterTaskDefinition(ctx, &ecs.DeregisterTaskDefinitionInput{TaskDefinition: aws.String(arns[i])})
+	if len(arns) > maxRevisions {
+		arns = arns[:maxRevisions]
+	}
+	var arts []retention.Artifact
+	for _, arn := range arns {
+		out, err := c.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{
+			TaskDefinition: aws.String(arn), Include: []types.TaskDefinitionField{types.TaskDefinitionFieldTags}})
 		if err != nil {
-			return deleted, awsconf.Classify(err, "ecs:DeregisterTaskDefinition", revision(arns[i]))
+			return nil, awsconf.Classify(err, "ecs:DescribeTaskDefinition", revision(arn))
+		}
+		tags := map[string]string{}
+		for _, t := range out.Tags {
+			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+		promoted, _ := strconv.ParseInt(tags[tagPromoted], 10, 64)
+		_, deployed := tags[tagDeployed]
+		arts = append(arts, retention.Artifact{
+			Version: arn, Deployed: int64(out.TaskDefinition.Revision), Promoted: promoted,
+			Running: inUse[arn] || r.version(out.TaskDefinition) == current,
+			Unknown: promoted == 0 && !deployed,
+		})
+	}
+	// The main service's revision is what serves, whatever current says.
+	_, removed := retention.Plan(arts, aws.ToString(main.TaskDefinition), keep)
+	deleted := []string{}
+	for _, arn := range removed {
+		out, err := c.DeregisterTaskDefinition(ctx, &ecs.DeregisterTaskDefinitionInput{TaskDefinition: aws.String(arn)})
+		if err != nil {
+			return deleted, awsconf.Classify(err, "ecs:DeregisterTaskDefinition", revision(arn))
 		}
 		deleted = append(deleted, r.version(out.TaskDefinition))
 	}
@@ -462,6 +512,9 @@ func Permissions(capability string, cfg map[string]any) ([]activities.Permission
 		// Task definition registration, listing, description and
 		// deregistration have no resource-level permissions in ECS.
 		{Actions: []string{"ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions", "ecs:RegisterTaskDefinition"}, Resources: []string{"*"}},
+		// Deploy and promotion marks on revisions, which pruning reads to
+		// keep the rollback target.
+		{Actions: []string{"ecs:TagResource"}, Resources: []string{r.conn.ARN("ecs", "task-definition/*")}},
 	}
 	if len(r.cfg.PassRoles) > 0 {
 		roles := append([]string(nil), r.cfg.PassRoles...)

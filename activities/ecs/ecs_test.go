@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/activities/awsconf/awstest"
@@ -87,15 +88,65 @@ func TestDeployPromotePrune(t *testing.T) {
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("state = %+v, want %+v", st, want)
 	}
-	deleted, err := r.Prune(ctx, 1)
+	if tags := f.Tags(3); tags[tagDeployed] == "" || tags[tagPromoted] == "" {
+		t.Errorf("revision 3 tags = %v, want deployed and promoted marks", tags)
+	}
+	// Revisions 1 and 2 predate drillship's marks: either may be what v2
+	// replaced, so neither goes.
+	deleted, err := r.Prune(ctx, "v2", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(deleted, []string{"v1", "v0"}) {
-		t.Errorf("deleted = %v", deleted)
+	if len(deleted) != 0 {
+		t.Errorf("deleted = %v, want nothing while the rollback target is unproven", deleted)
 	}
-	if revs := f.Revisions(); !reflect.DeepEqual(revs, map[int]string{3: repo + ":v2"}) {
+	if revs := f.Revisions(); len(revs) != 3 {
 		t.Errorf("left revisions = %v", revs)
+	}
+}
+
+// Issue 10 item 6 against the ECS wire fake: v5 stable, v6 and v7 rolled
+// back, v8 promoted. keep 3 keeps v8, its rollback target v5 and v4.
+func TestPruneKeepsRollbackTarget(t *testing.T) {
+	f, r := setup(t)
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, v := range []string{"v2", "v3", "v4", "v5", "v6", "v7", "v8"} {
+		must(r.Deploy(ctx, v))
+		if v != "v6" && v != "v7" {
+			must(r.Promote(ctx, v))
+			time.Sleep(2 * time.Millisecond) // promotion marks are Unix ms
+		}
+		must(r.Stop(ctx, v)) // the canary service scales to zero
+		if v == "v7" {
+			// After a rollback the workflow prunes too: v6, the first
+			// failed canary, goes; v7 is still the canary's revision.
+			deleted, err := r.Prune(ctx, "v5", 3)
+			must(err)
+			if !reflect.DeepEqual(deleted, []string{"v6", "v0", "v1", "v2"}) {
+				t.Fatalf("after v7's rollback deleted %v, want v6 then v0 v1 v2 (v5, its target v4, v3 kept)", deleted)
+			}
+		}
+	}
+	deleted, err := r.Prune(ctx, "v8", 3)
+	must(err)
+	if !reflect.DeepEqual(deleted, []string{"v7", "v3"}) {
+		t.Errorf("deleted %v, want the failed canary v7 first, then v3", deleted)
+	}
+	left := map[string]bool{}
+	for _, img := range f.Revisions() {
+		left[img[len(repo)+1:]] = true
+	}
+	if !reflect.DeepEqual(left, map[string]bool{"v4": true, "v5": true, "v8": true}) {
+		t.Errorf("left %v, want v4 v5 v8", left)
+	}
+	if again, err := r.Prune(ctx, "v8", 3); err != nil || len(again) != 0 {
+		t.Errorf("second prune: %v %v, want nothing", again, err)
 	}
 }
 

@@ -1,6 +1,11 @@
 // Package lambda is the AWS Lambda provider. Traffic splits an alias between
 // two function versions with weighted routing; Release publishes versions
 // and points the alias at them.
+//
+// Lambda versions cannot be tagged and the alias forgets its previous
+// version, so Promote records promotions in a tag on the function
+// (promotionsTag); pruning reads it to keep the rollback target (package
+// retention). Versions it cannot account for stay.
 package lambda
 
 import (
@@ -9,6 +14,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +26,7 @@ import (
 
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/activities/awsconf"
+	"github.com/drillship/drillship/retention"
 )
 
 // Name is the provider name in specs.
@@ -383,7 +390,96 @@ func (c *Client) publish(ctx context.Context, version string) (string, error) {
 	return aws.ToString(out.Version), nil
 }
 
-// Promote points the alias wholly at version.
+// promotionsTag is the function tag that records promotions:
+// "from=F N1 N2 ...": the version numbers drillship promoted, the latest
+// last, and F, the newest version number that existed before the record
+// began. A version above F that is not listed was never promoted by
+// drillship; one at or below F that is not listed may have been.
+const promotionsTag = "drillship:promoted"
+
+// maxTagValue is Lambda's limit on a tag value.
+const maxTagValue = 256
+
+type promotions struct {
+	from    int
+	ordered []string // version numbers, latest promotion last
+	found   bool     // the tag exists
+}
+
+func parsePromotions(v string, ok bool) promotions {
+	p := promotions{found: ok}
+	for i, f := range strings.Fields(v) {
+		if i == 0 && strings.HasPrefix(f, "from=") {
+			p.from, _ = strconv.Atoi(strings.TrimPrefix(f, "from="))
+			continue
+		}
+		if numRe.MatchString(f) {
+			p.ordered = append(p.ordered, f)
+		}
+	}
+	return p
+}
+
+// add records n as the latest promotion; the oldest entries give way to
+// the value's length limit by raising from over them (they become unknown,
+// hence kept, rather than taken for failed canaries).
+func (p promotions) add(n string) promotions {
+	p.ordered = append(slices.DeleteFunc(slices.Clone(p.ordered), func(v string) bool { return v == n }), n)
+	for len(p.String()) > maxTagValue {
+		if m, _ := strconv.Atoi(p.ordered[0]); m > p.from {
+			p.from = m
+		}
+		p.ordered = p.ordered[1:]
+	}
+	return p
+}
+
+func (p promotions) String() string {
+	return strings.Join(append([]string{"from=" + strconv.Itoa(p.from)}, p.ordered...), " ")
+}
+
+// functionARN is the unqualified function ARN (tags need an ARN, the
+// settings may hold a name).
+func functionARN(a *lam.GetAliasOutput) string {
+	arn := aws.ToString(a.AliasArn)
+	return arn[:max(strings.LastIndex(arn, ":"), 0)]
+}
+
+func (c *Client) promotions(ctx context.Context, l *lam.Client, fnARN string) (promotions, error) {
+	out, err := l.ListTags(ctx, &lam.ListTagsInput{Resource: aws.String(fnARN)})
+	if err != nil {
+		return promotions{}, awsconf.Classify(err, "lambda:ListTags", "function:"+c.fnName())
+	}
+	v, ok := out.Tags[promotionsTag]
+	return parsePromotions(v, ok), nil
+}
+
+// recordPromotion adds n to the function's promotion record; a retry finds
+// it there already.
+func (c *Client) recordPromotion(ctx context.Context, l *lam.Client, fnARN, n string) error {
+	p, err := c.promotions(ctx, l, fnARN)
+	if err != nil {
+		return err
+	}
+	if len(p.ordered) > 0 && p.ordered[len(p.ordered)-1] == n {
+		return nil
+	}
+	if !p.found { // the record begins: every version so far is unaccounted for
+		vs, err := c.published(ctx, l)
+		if err != nil {
+			return err
+		}
+		for _, v := range vs {
+			p.from = max(p.from, verNum(v.Version))
+		}
+	}
+	_, err = l.TagResource(ctx, &lam.TagResourceInput{Resource: aws.String(fnARN), Tags: map[string]string{promotionsTag: p.add(n).String()}})
+	return awsconf.Classify(err, "lambda:TagResource", "function:"+c.fnName())
+}
+
+// Promote points the alias wholly at version, then records the promotion
+// (after, never before: a recorded version that never served would be
+// taken for the rollback target).
 func (c *Client) Promote(ctx context.Context, version string) error {
 	n, err := c.publish(ctx, version)
 	if err != nil {
@@ -403,7 +499,10 @@ func (c *Client) Promote(ctx context.Context, version string) error {
 			w[v] = 0
 		}
 	}
-	return c.SetWeights(ctx, w)
+	if err := c.SetWeights(ctx, w); err != nil {
+		return err
+	}
+	return c.recordPromotion(ctx, l, functionARN(a), n)
 }
 
 // Stop takes version out of the alias's routing; the primary stays.
@@ -439,9 +538,9 @@ func (c *Client) Stop(ctx context.Context, version string) error {
 	return awsconf.Classify(err, "lambda:UpdateAlias", c.aliasRes())
 }
 
-// Prune deletes published versions beyond the newest keep, never one the
-// alias routes to.
-func (c *Client) Prune(ctx context.Context, keep int) ([]string, error) {
+// Prune deletes the published versions package retention removes, never
+// one the alias routes to or one labelled current, and returns their labels.
+func (c *Client) Prune(ctx context.Context, current string, keep int) ([]string, error) {
 	if keep < 1 {
 		return nil, activities.Permanent(errors.New("lambda: keep must be at least 1"))
 	}
@@ -458,17 +557,35 @@ func (c *Client) Prune(ctx context.Context, keep int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	p, err := c.promotions(ctx, l, functionARN(a))
+	if err != nil {
+		return nil, err
+	}
+	order := map[string]int64{}
+	for i, n := range p.ordered {
+		order[n] = int64(i + 1)
+	}
+	labels := map[string]string{}
+	var arts []retention.Artifact
+	for _, v := range vs {
+		n := aws.ToString(v.Version)
+		labels[n] = label(v)
+		_, used := inUse[n]
+		arts = append(arts, retention.Artifact{
+			Version: n, Deployed: int64(verNum(v.Version)), Promoted: order[n],
+			Running: used || label(v) == current,
+			Unknown: order[n] == 0 && (!p.found || verNum(v.Version) <= p.from),
+		})
+	}
+	// The alias's primary is what serves, whatever current says.
+	_, removed := retention.Plan(arts, aws.ToString(a.FunctionVersion), keep)
 	deleted := []string{}
-	for i := 0; i < len(vs)-keep; i++ {
-		n := aws.ToString(vs[i].Version)
-		if _, used := inUse[n]; used {
-			continue
-		}
+	for _, n := range removed {
 		_, err := l.DeleteFunction(ctx, &lam.DeleteFunctionInput{FunctionName: aws.String(c.cfg.Function), Qualifier: aws.String(n)})
 		if err != nil {
 			return deleted, awsconf.Classify(err, "lambda:DeleteFunction", "function:"+c.fnName()+":"+n)
 		}
-		deleted = append(deleted, label(vs[i]))
+		deleted = append(deleted, labels[n])
 	}
 	return deleted, nil
 }
@@ -491,7 +608,8 @@ func Permissions(capability string, cfg map[string]any) ([]activities.Permission
 		}, nil
 	case activities.CapRelease:
 		return []activities.Permission{
-			{Actions: []string{"lambda:GetAlias", "lambda:ListVersionsByFunction", "lambda:PublishVersion", "lambda:UpdateAlias"}, Resources: []string{fn}},
+			// ListTags and TagResource: the promotion record pruning reads.
+			{Actions: []string{"lambda:GetAlias", "lambda:ListTags", "lambda:ListVersionsByFunction", "lambda:PublishVersion", "lambda:TagResource", "lambda:UpdateAlias"}, Resources: []string{fn}},
 			// Versions are deleted by qualified ARN.
 			{Actions: []string{"lambda:DeleteFunction"}, Resources: []string{fn + ":*"}},
 		}, nil

@@ -190,12 +190,18 @@ func (r *release) Stop(ctx context.Context, version string) error {
 	return r.version(ctx, version, "stop")
 }
 
-func (r *release) Prune(ctx context.Context, keep int) ([]string, error) {
+// Prune asks the environment, which records promotions, to apply the
+// retention rule; it answers what it removed.
+func (r *release) Prune(ctx context.Context, current string, keep int) ([]string, error) {
 	if keep < 0 {
 		return nil, activities.Permanent(fmt.Errorf("local: prune: keep %d: allowed 0 or more", keep))
 	}
+	q := url.Values{"keep": {strconv.Itoa(keep)}}
+	if current != "" {
+		q.Set("current", current)
+	}
 	var p localenv.PruneResult
-	err := r.c.do(ctx, http.MethodPost, "/api/artifacts/prune?keep="+strconv.Itoa(keep), nil, &p)
+	err := r.c.do(ctx, http.MethodPost, "/api/artifacts/prune?"+q.Encode(), nil, &p)
 	return p.Removed, err
 }
 

@@ -149,15 +149,29 @@ func TestProviderDrivesEnvironment(t *testing.T) {
 	if err := rel.Stop(ctx, "v1"); err != nil {
 		t.Fatal(err)
 	}
-	removed, err := rel.Prune(ctx, 1)
+	// v1 is what v2 replaced: the rollback target stays even with keep 1.
+	removed, err := rel.Prune(ctx, "v2", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(removed, []string{"v1"}) {
-		t.Fatalf("pruned %v, want [v1]", removed)
+	if len(removed) != 0 {
+		t.Fatalf("pruned %v, want nothing (v2 current, v1 its rollback target)", removed)
+	}
+	if err := rel.Deploy(ctx, "v3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rel.Stop(ctx, "v3"); err != nil { // rolled back
+		t.Fatal(err)
+	}
+	removed, err = rel.Prune(ctx, "v2", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(removed, []string{"v3"}) {
+		t.Fatalf("pruned %v, want the failed canary [v3]", removed)
 	}
 	st, _ = rel.State(ctx)
-	if want := (activities.ReleaseState{Stable: "v2", Running: []string{"v2"}, Artifacts: []string{"v2"}}); !equalState(st, want) {
+	if want := (activities.ReleaseState{Stable: "v2", Running: []string{"v2"}, Artifacts: []string{"v1", "v2"}}); !equalState(st, want) {
 		t.Fatalf("state = %+v, want %+v", st, want)
 	}
 }

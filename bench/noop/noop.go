@@ -228,7 +228,9 @@ func (r release) Stop(_ context.Context, version string) error {
 	return nil
 }
 
-func (r release) Prune(_ context.Context, keep int) ([]string, error) {
+// Prune keeps the newest keep, the stable and the current one: the bench
+// measures the engine, not the retention rule (package retention).
+func (r release) Prune(_ context.Context, current string, keep int) ([]string, error) {
 	r.s.mu.Lock()
 	defer r.s.mu.Unlock()
 	r.s.calls["Prune"]++
@@ -236,7 +238,7 @@ func (r release) Prune(_ context.Context, keep int) ([]string, error) {
 	var removed, kept []string
 	excess := len(st.Artifacts) - keep
 	for _, a := range st.Artifacts {
-		if excess > 0 && a != st.Stable && !slices.Contains(st.Running, a) {
+		if excess > 0 && a != st.Stable && a != current && !slices.Contains(st.Running, a) {
 			removed = append(removed, a)
 			excess--
 			continue

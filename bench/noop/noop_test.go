@@ -72,7 +72,7 @@ func TestReleaseLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	removed, err := r.Prune(ctx, 1)
+	removed, err := r.Prune(ctx, "v2", 1)
 	if err != nil {
 		t.Fatal(err)
 	}

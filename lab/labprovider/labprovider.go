@@ -171,13 +171,14 @@ func (c *Client) Stop(ctx context.Context, version string) error {
 	return c.releaseOp(ctx, "stop", version)
 }
 
-// Prune forgets artifacts beyond the newest keep, never the stable one.
-func (c *Client) Prune(ctx context.Context, keep int) ([]string, error) {
+// Prune forgets the artifacts neither current nor a rollback to the version
+// it replaced needs; the lab records promotions (package retention).
+func (c *Client) Prune(ctx context.Context, current string, keep int) ([]string, error) {
 	cc, err := c.control()
 	if err != nil {
 		return nil, err
 	}
-	return cc.Prune(ctx, keep)
+	return cc.Prune(ctx, current, keep)
 }
 
 // Fault kinds.

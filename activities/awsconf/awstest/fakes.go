@@ -174,6 +174,7 @@ type ECS struct {
 	account  string
 	family   string
 	images   map[int]string // revision -> image of the first container
+	tags     map[int]map[string]string
 	services map[string]*ecsService
 	next     int
 }
@@ -184,7 +185,7 @@ type ecsService struct{ rev, desired int }
 // runs the newest in every service, with desired counts as given.
 func NewECS(t testing.TB, family string, images []string, desired map[string]int) *ECS {
 	f := &ECS{Server: New(t, JSON11), account: "arn:aws:ecs:us-east-1:123456789012:", family: family,
-		images: map[int]string{}, services: map[string]*ecsService{}, next: len(images) + 1}
+		images: map[int]string{}, tags: map[int]map[string]string{}, services: map[string]*ecsService{}, next: len(images) + 1}
 	for i, img := range images {
 		f.images[i+1] = img
 	}
@@ -213,7 +214,22 @@ func NewECS(t testing.TB, family string, images []string, desired map[string]int
 	f.Handle("DescribeTaskDefinition", func(r *Request) Response {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return f.JSON(map[string]any{"taskDefinition": f.taskDef(f.rev(r.Doc["taskDefinition"].(string)))})
+		rev := f.rev(r.Doc["taskDefinition"].(string))
+		out := map[string]any{"taskDefinition": f.taskDef(rev)}
+		if inc, _ := r.Doc["include"].([]any); len(inc) == 1 && inc[0] == "TAGS" {
+			out["tags"] = f.tagList(rev)
+		}
+		return f.JSON(out)
+	})
+	f.Handle("TagResource", func(r *Request) Response {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		rev := f.rev(r.Doc["resourceArn"].(string))
+		if _, ok := f.images[rev]; !ok {
+			return f.Error(400, "ClientException", "The specified task definition does not exist.")
+		}
+		f.addTags(rev, r.Doc["tags"])
+		return f.JSON(map[string]any{})
 	})
 	f.Handle("ListTaskDefinitions", func(r *Request) Response {
 		f.mu.Lock()
@@ -237,7 +253,8 @@ func NewECS(t testing.TB, family string, images []string, desired map[string]int
 		rev := f.next
 		f.next++
 		f.images[rev] = r.Doc["containerDefinitions"].([]any)[0].(map[string]any)["image"].(string)
-		return f.JSON(map[string]any{"taskDefinition": f.taskDef(rev)})
+		f.addTags(rev, r.Doc["tags"])
+		return f.JSON(map[string]any{"taskDefinition": f.taskDef(rev), "tags": f.tagList(rev)})
 	})
 	f.Handle("UpdateService", func(r *Request) Response {
 		f.mu.Lock()
@@ -261,6 +278,7 @@ func NewECS(t testing.TB, family string, images []string, desired map[string]int
 		td := f.taskDef(rev)
 		td["status"] = "INACTIVE"
 		delete(f.images, rev)
+		delete(f.tags, rev)
 		return f.JSON(map[string]any{"taskDefinition": td})
 	})
 	return f
@@ -286,6 +304,41 @@ func (f *ECS) taskDef(rev int) map[string]any {
 			map[string]any{"name": "log-router", "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable", "essential": true},
 		},
 	}
+}
+
+func (f *ECS) addTags(rev int, tags any) {
+	list, _ := tags.([]any)
+	for _, t := range list {
+		m, _ := t.(map[string]any)
+		if f.tags[rev] == nil {
+			f.tags[rev] = map[string]string{}
+		}
+		f.tags[rev][fmt.Sprint(m["key"])] = fmt.Sprint(m["value"])
+	}
+}
+
+func (f *ECS) tagList(rev int) []any {
+	keys := make([]string, 0, len(f.tags[rev]))
+	for k := range f.tags[rev] {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := []any{}
+	for _, k := range keys {
+		out = append(out, map[string]any{"key": k, "value": f.tags[rev][k]})
+	}
+	return out
+}
+
+// Tags returns a revision's tags.
+func (f *ECS) Tags(rev int) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]string{}
+	for k, v := range f.tags[rev] {
+		out[k] = v
+	}
+	return out
 }
 
 // Service returns a service's image and desired count.
