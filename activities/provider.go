@@ -199,7 +199,6 @@ type Output struct {
 // to retry matters:
 //   - local (shed, unshed, load): safe. Each sets a state rather than
 //     toggling or adding to it, so a second run finds it set.
-//   - lab: safe for the same reason (each action sets a named state).
 //   - exec: only as safe as the command. It gets Action.Key in
 //     DRILLSHIP_IDEMPOTENCY_KEY, the same on every attempt, and should use
 //     it to skip work it has already done.
