@@ -763,9 +763,13 @@ func (d *drill) blind(what string, gaps []activities.Gap) {
 		b := ledger.BlindSpot{What: what, Phase: d.st.Phase, From: g.From, To: g.To, Attempt: g.Attempt}
 		d.rec.BlindSpots = append(d.rec.BlindSpots, b)
 		d.event(g.From, "blind", b.Describe())
+		risk := "a mark observed after it may be late by up to that much"
+		if what == "guardrails" {
+			risk = "a guardrail could have tripped unseen"
+		}
 		d.finding("medium", fmt.Sprintf("%s unchecked for %.1f s", what, float64(ms)/1000),
-			fmt.Sprintf("no worker ran it from %s to %s (attempt %d resumed); a mark observed after it may be late by up to that much",
-				time.UnixMilli(g.From).UTC().Format("15:04:05.000"), time.UnixMilli(g.To).UTC().Format("15:04:05.000"), g.Attempt))
+			fmt.Sprintf("no worker ran it from %s to %s (attempt %d resumed); %s",
+				time.UnixMilli(g.From).UTC().Format("15:04:05.000"), time.UnixMilli(g.To).UTC().Format("15:04:05.000"), g.Attempt, risk))
 	}
 }
 
@@ -948,8 +952,10 @@ func (d *drill) restore(ctx workflow.Context) {
 	case !ss.Met:
 		failed("steady state did not return after restore within "+d.spec.Recovery.Timeout.String(), ss.Detail)
 	default:
-		if ss.Samples > 10 {
-			d.finding("low", fmt.Sprintf("steady state was slow to return after restore (%d samples)", ss.Samples), ss.Detail)
+		// Slow: more than 10 samples beyond what the hold itself takes.
+		hold := int(d.spec.Recovery.HoldFor.D() / max(d.spec.Recovery.Interval.D(), time.Millisecond))
+		if ss.Samples > hold+10 {
+			d.finding("low", fmt.Sprintf("steady state was slow to return after restore (%d samples, %d needed for the hold)", ss.Samples, hold+1), ss.Detail)
 		}
 		d.mark(ledger.Restored, ss.At, "steady state observed after restore", ss.Detail, delayOf(ss.Gaps, ss.At))
 	}
