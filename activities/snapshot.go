@@ -92,9 +92,16 @@ func (a *Activities) PutBack(ctx context.Context, s Snapshot) (PutBackResult, er
 		if contains(cur, tw.Weights) {
 			continue
 		}
+		// Only the backends that differ: the others keep their weight.
+		diff := Weights{}
+		for k, v := range tw.Weights {
+			if cur[k] != v {
+				diff[k] = v
+			}
+		}
 		a.observe("PutBack:weights")
-		if err := tr.SetWeights(ctx, tw.Weights); err != nil {
-			return res, wrap("put back weights "+FormatWeights(tw.Weights), err)
+		if err := tr.SetWeights(ctx, diff); err != nil {
+			return res, wrap("put back weights "+FormatWeights(diff), err)
 		}
 		got, err := tr.Weights(ctx)
 		if err != nil {
@@ -103,7 +110,7 @@ func (a *Activities) PutBack(ctx context.Context, s Snapshot) (PutBackResult, er
 		if !contains(got, tw.Weights) {
 			return res, fmt.Errorf("put back weights of %s: read back %s, want %s", tw.Target.Provider, FormatWeights(got), FormatWeights(tw.Weights))
 		}
-		res.Changed = append(res.Changed, fmt.Sprintf("weights %s: %s -> %s", tw.Target.Provider, FormatWeights(sub(cur, tw.Weights)), FormatWeights(tw.Weights)))
+		res.Changed = append(res.Changed, fmt.Sprintf("weights %s: %s -> %s", tw.Target.Provider, FormatWeights(sub(cur, diff)), FormatWeights(diff)))
 	}
 	if s.Load != nil && s.Runner != nil {
 		r, err := a.Reg.Runner(*s.Runner)

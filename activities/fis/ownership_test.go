@@ -111,6 +111,11 @@ func TestStopLeavesOthersExperiments(t *testing.T) {
 	if err != nil || r.NotOurs == "" || !r.NotFound || fk.Status(other) != "running" {
 		t.Fatalf("owner-less stop of a drill's experiment = %+v, %v (status %s)", r, err, fk.Status(other))
 	}
+	// A handle FIS does not know: the owner's are looked up by tag.
+	r, err = f.Stop(ctx, ownedFault("drill-1"), "EXP99")
+	if err != nil || r.NotFound || len(r.Stopped) != 1 || r.Stopped[0] != mine {
+		t.Fatalf("stop with an unknown handle = %+v, %v", r, err)
+	}
 	// Nothing of this owner: not found, not an error.
 	r, err = f.Stop(ctx, ownedFault("drill-3"), "")
 	if err != nil || !r.NotFound || len(r.Stopped) != 0 {
