@@ -229,7 +229,7 @@ type StopAnswer struct {
 // belongsTo says whose a fault is, for StopAnswer.NotOurs.
 func belongsTo(f *fault) string {
 	if f.Owner == "" {
-		return f.ID + " belongs to nobody (put in by hand)"
+		return f.ID + " belongs to no drill (put in by hand)"
 	}
 	return f.ID + " belongs to " + f.Owner
 }

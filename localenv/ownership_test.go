@@ -31,7 +31,7 @@ func TestStopLeavesOthersFaults(t *testing.T) {
 
 	var ans StopAnswer
 	mustCall(t, e, "POST", "/api/faults/stop", FaultRequest{Kind: FaultLatency, Params: lat, Owner: "drill-a", ID: "f1"}, &ans)
-	if ans.NotOurs != "f1 belongs to nobody (put in by hand)" || ans.NotFound || len(ans.Stopped) != 1 || ans.Stopped[0].ID != mine.ID {
+	if ans.NotOurs != "f1 belongs to no drill (put in by hand)" || ans.NotFound || len(ans.Stopped) != 1 || ans.Stopped[0].ID != mine.ID {
 		t.Fatalf("stop with a colliding id = %+v, want notOurs for f1 and %s stopped", ans, mine.ID)
 	}
 	active := map[string]string{}

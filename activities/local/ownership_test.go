@@ -104,7 +104,7 @@ func TestRestoreAfterRestartLeavesPersonsFault(t *testing.T) {
 	if err := v.Get(&stopped); err != nil {
 		t.Fatal(err)
 	}
-	if !stopped.NotFound || len(stopped.Stopped) != 0 || !strings.HasPrefix(stopped.NotOurs, injected.Handle+" belongs to nobody") {
+	if !stopped.NotFound || len(stopped.Stopped) != 0 || !strings.HasPrefix(stopped.NotOurs, injected.Handle+" belongs to no drill") {
 		t.Fatalf("restore = %+v, want notFound and notOurs naming %s", stopped, injected.Handle)
 	}
 	if f, ok := activeFaults(t, e2)[person.ID]; !ok || f.Owner != "" {
