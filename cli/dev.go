@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	ucli "github.com/urfave/cli/v2"
@@ -23,12 +24,14 @@ func devCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "port", Value: 7233, Usage: "Temporal frontend port (0 picks a free one)"},
 			&ucli.IntFlag{Name: "ui-port", Value: 8233, Usage: "Temporal UI port (0 picks a free one)"},
 			&ucli.IntFlag{Name: "rps", Value: 50, Usage: "load on the local environment, requests per second"},
+			&ucli.BoolFlag{Name: "no-worker", Usage: "run no worker: dev prints the drillship worker command to run as its own process, to kill and restart at will"},
 		},
 		Action: func(c *ucli.Context) error {
 			log := logger(c)
+			noWorker := c.Bool("no-worker")
 			env, err := devenv.Start(c.Context, devenv.Options{
 				DBFile: c.String("db-file"), Port: c.Int("port"), UI: true, UIPort: c.Int("ui-port"),
-				Logger: log, ServerLogger: serverLogger(c),
+				NoWorker: noWorker, Logger: log, ServerLogger: serverLogger(c),
 			})
 			if err != nil {
 				return err
@@ -42,6 +45,10 @@ func devCommand() *ucli.Command {
 			for _, l := range env.Local.Summary() {
 				fmt.Fprintf(w, "  local env          %s\n", l)
 			}
+			if noWorker {
+				fmt.Fprintf(w, "  worker             none: run one (or several, and kill them) with\n")
+				fmt.Fprintf(w, "    %s\n", workerCommandLine(env.Stack.Address(), env.Stack.Namespace(), env.LocalURL()))
+			}
 			fmt.Fprintf(w, "\nTry, in another shell:\n")
 			fmt.Fprintf(w, "  export TEMPORAL_ADDRESS=%s DRILLSHIP_LOCAL_ENV=%s\n", env.Stack.Address(), env.LocalURL())
 			fmt.Fprintf(w, "  drillship deploy start web-canary --version v2 --wait\n")
@@ -52,6 +59,22 @@ func devCommand() *ucli.Command {
 			return nil
 		},
 	}
+}
+
+// workerCommandLine is the command that runs a worker against dev's server
+// and local environment, with this very binary when it can be found.
+func workerCommandLine(address, namespace, localURL string) string {
+	exe := "drillship"
+	if p, err := os.Executable(); err == nil {
+		exe = p
+	}
+	args := []string{exe, "worker", "--address", address, "--namespace", namespace, "--local-env", localURL}
+	for i, a := range args {
+		if strings.ContainsAny(a, " \t'\"$\\") {
+			args[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(args, " ")
 }
 
 func workerCommand() *ucli.Command {
