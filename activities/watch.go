@@ -146,14 +146,22 @@ func WatchHeartbeatTimeout(interval, sampleTimeout time.Duration) time.Duration 
 	return interval + watchSampleTimeout(interval, sampleTimeout) + 2*time.Second
 }
 
+// cancelled ends a watch the workflow cancelled (a hold ended, a person
+// acted). What it saw goes back as the cancellation's details: a workflow
+// that waits for the cancellation (WaitForCancellation) puts those samples
+// in its step records.
+func (w *watcher) cancelled(ctx context.Context, p *WatchProgress) (WatchResult, error) {
+	r := w.finish(p)
+	return r, temporal.NewCanceledError(r)
+}
+
 // Watch samples the canary's metrics every interval and judges them by the
 // evidence rule (see the top of this file). It returns a failed result (and
 // no error) on a failed judgement, too little evidence, or a provider that
 // cannot be read; an error only when the signals provider cannot be built or
-// the watch is cancelled. On cancellation it returns the result so far with
-// the error, but Temporal does not pass a cancelled activity's result to the
-// workflow: a caller gets counts only from a watch that completed (the last
-// heartbeat holds them for `deploy status`).
+// the watch is cancelled. On cancellation the result so far travels as the
+// CanceledError's details, which a workflow waiting for the cancellation
+// reads (the last heartbeat also holds it, for `deploy status`).
 func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, error) {
 	info := activity.GetInfo(ctx)
 	w := &watcher{
@@ -252,14 +260,14 @@ func (w *watcher) run(ctx context.Context, prev *WatchProgress) (WatchResult, er
 	for {
 		select {
 		case <-ctx.Done():
-			return w.finish(&p), stopped(ctx)
+			return w.cancelled(ctx, &p)
 		case <-tick.C:
 		}
 		v, err := w.bounded(ctx, sampleTimeout)
 		if ctx.Err() != nil {
 			// Cancelled mid-sample: that is the workflow ending the
 			// watch, not the provider failing.
-			return w.finish(&p), stopped(ctx)
+			return w.cancelled(ctx, &p)
 		}
 		now := nowMs()
 		r := &p.Result
