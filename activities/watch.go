@@ -83,7 +83,7 @@ type WatchResult struct {
 	Reason       string             `json:"reason,omitempty"`
 	Samples      int                `json:"samples"`
 	Failures     int                `json:"failures"`
-	Inconclusive int                `json:"inconclusive"` // provider errors included
+	Inconclusive int                `json:"inconclusive"`   // provider errors included
 	Last         []analysis.Verdict `json:"last,omitempty"` // the newest few verdicts
 	Conclusive   int                `json:"conclusive"`
 	Errors       int                `json:"errors"`    // provider errors (counted inconclusive too)
