@@ -822,6 +822,7 @@ func (d *drill) runStep(ctx workflow.Context, summary string, st drills.Step) (a
 			Weights: st.Failover.Weights, Verify: st.Failover.Verify, Timeout: st.Failover.Timeout.D(),
 			Interval: spec.Detection.Interval.D(),
 		}).Get(ctx, &fr)
+		d.blind("check \""+summary+": verify\"", fr.Gaps)
 		r = activities.ActionResult{StartedAt: fr.StartedAt, EndedAt: fr.VerifiedAt, Attempt: fr.Attempts,
 			Output: activities.Output{Detail: "weights " + activities.FormatWeights(fr.Weights) + " " + fr.Detail}}
 		if r.StartedAt == 0 {

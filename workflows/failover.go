@@ -29,6 +29,8 @@ type FailoverResult struct {
 	Weights    activities.Weights `json:"weights"`
 	Attempts   int32              `json:"attempts"`
 	Detail     string             `json:"detail,omitempty"`
+	// Gaps: times no worker ran the verification (a crash).
+	Gaps []activities.Gap `json:"gaps,omitempty"`
 }
 
 // Failover evacuates a region or fails back: it sets the weights and then
@@ -61,6 +63,7 @@ func Failover(ctx workflow.Context, in FailoverInput) (FailoverResult, error) {
 		ChecksInput: activities.ChecksInput{Signals: in.Signals, Checks: in.Verify},
 		Until:       activities.UntilAllPass, Interval: in.Interval, Timeout: timeout,
 	}).Get(ctx, &vr)
+	res.Gaps = vr.Gaps
 	if err != nil {
 		return res, err
 	}
