@@ -138,7 +138,7 @@ type Step struct {
 	StartedAt    int64  `json:"startedAt"`
 	EndedAt      int64  `json:"endedAt"`
 	Samples      int    `json:"samples"`
-	Conclusive   int    `json:"conclusive"`
+	Conclusive   *int   `json:"conclusive"` // nil: a record from before the field (count Samples)
 	UnobservedMs int64  `json:"unobservedMs"`
 	Gaps         []struct {
 		From, To int64
@@ -189,10 +189,14 @@ func BlindPasses(spec deploys.Spec, steps []Step) []string {
 		}
 		need := int(math.Ceil(float64(window) / float64(iv) / 2))
 		watched := time.Duration(s.EndedAt-s.StartedAt-s.UnobservedMs) * time.Millisecond
+		conclusive, what := s.Samples, "samples (conclusive ones not recorded)"
+		if s.Conclusive != nil {
+			conclusive, what = *s.Conclusive, fmt.Sprintf("conclusive samples (%d taken)", s.Samples)
+		}
 		switch {
-		case s.Conclusive < need:
-			out = append(out, fmt.Sprintf("%s at %d%% passed on %d conclusive samples (%d taken), need %d for a %s window",
-				kindOf(s), s.Weight, s.Conclusive, s.Samples, need, window))
+		case conclusive < need:
+			out = append(out, fmt.Sprintf("%s at %d%% passed on %d %s, need %d for a %s window",
+				kindOf(s), s.Weight, conclusive, what, need, window))
 		case watched < window-100*time.Millisecond:
 			out = append(out, fmt.Sprintf("%s at %d%% passed having watched %s of a %s window (%dms unobserved)",
 				kindOf(s), s.Weight, watched, window, s.UnobservedMs))
