@@ -229,6 +229,11 @@ type Provider struct {
 	// Permissions lists the cloud permissions that a capability needs with
 	// these settings (`drillship iam-policy`). Nil for providers without any.
 	Permissions func(capability string, cfg map[string]any) ([]Permission, error)
+
+	// Declare says what the provider accepts for a capability (declare.go).
+	// Nil: nothing declared yet; specs are then checked by the constructors
+	// alone.
+	Declare func(capability string) Declaration
 }
 
 // Permission is one least-privilege grant: actions on resources.

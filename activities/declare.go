@@ -1,0 +1,113 @@
+package activities
+
+import "sort"
+
+// Declarations say what a provider accepts, so that a spec can be checked
+// before anything runs and so that the JSON Schema and the reference are
+// generated from one source (they cannot drift from what the code accepts).
+
+// Field types, as declarations and messages spell them.
+const (
+	TypeString   = "string"
+	TypeInt      = "int"
+	TypeNumber   = "number"
+	TypeBool     = "bool"
+	TypeDuration = "duration"
+	TypeMap      = "map"
+	TypeList     = "list"
+	TypeObject   = "object"
+)
+
+// Field is one setting: a config key, a fault or action parameter.
+type Field struct {
+	Name string `json:"name"`
+	// Type is one of string|int|number|bool|duration|map|list|object.
+	Type    string `json:"type"`
+	Doc     string `json:"doc,omitempty"`
+	Default string `json:"default,omitempty"`
+	// Required fields must be given; the others take Default.
+	Required bool     `json:"required,omitempty"`
+	Enum     []string `json:"enum,omitempty"`
+	// Min and Max bound numbers (for durations: seconds), inclusive.
+	Min *float64 `json:"min,omitempty"`
+	Max *float64 `json:"max,omitempty"`
+	// Secret values must be given as a ${NAME} reference, expanded in the
+	// worker, so that no secret reaches a workflow's history.
+	Secret bool `json:"secret,omitempty"`
+	// Fields of an object (Type object) or of each element of a list of
+	// objects.
+	Fields []Field `json:"fields,omitempty"`
+}
+
+// MetricDecl is one metric a signals provider answers for by name.
+type MetricDecl struct {
+	Name string `json:"name"`
+	Unit string `json:"unit"` // "ratio 0..1", "seconds", "requests/s", "1|0"
+	Doc  string `json:"doc,omitempty"`
+	// Scopes are the scope keys the metric can be narrowed by (version,
+	// region).
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// FaultDecl is one fault kind a faults provider injects.
+type FaultDecl struct {
+	Kind   string  `json:"kind"`
+	Doc    string  `json:"doc,omitempty"`
+	Params []Field `json:"params,omitempty"`
+}
+
+// ActionDecl is one action a runner runs.
+type ActionDecl struct {
+	Name   string  `json:"name"`
+	Doc    string  `json:"doc,omitempty"`
+	Params []Field `json:"params,omitempty"`
+	// SafeToRetry: running it twice is the same as once.
+	SafeToRetry bool `json:"safeToRetry,omitempty"`
+}
+
+// Declaration is what a provider accepts for one capability.
+type Declaration struct {
+	Config  []Field      `json:"config,omitempty"`
+	Metrics []MetricDecl `json:"metrics,omitempty"`
+	Faults  []FaultDecl  `json:"faults,omitempty"`
+	Actions []ActionDecl `json:"actions,omitempty"`
+	// WeightKeys says how backends are named for a traffic provider, e.g.
+	// "versions" or "regions listed in config.regions".
+	WeightKeys string `json:"weightKeys,omitempty"`
+	// AnyMetric: the provider also takes metric names it does not list
+	// (a Prometheus expr, a CloudWatch metric), so unknown names are not an
+	// error; Expr says whether an expr is accepted instead.
+	AnyMetric bool `json:"anyMetric,omitempty"`
+	Expr      bool `json:"expr,omitempty"`
+	// AnyAction: the runner takes any action name (exec runs argv).
+	AnyAction bool `json:"anyAction,omitempty"`
+	// AnyFault: fault kinds are not listed (checked by the provider).
+	AnyFault bool `json:"anyFault,omitempty"`
+}
+
+// Num returns a pointer to v, for Field.Min and Field.Max.
+func Num(v float64) *float64 { return &v }
+
+// Declared returns the declaration of provider name for capability, and
+// whether the provider declares anything for it.
+func (r *Registry) Declared(name, capability string) (Declaration, bool) {
+	p, ok := r.providers[name]
+	if !ok || p.Declare == nil || !p.has(capability) {
+		return Declaration{}, false
+	}
+	return p.Declare(capability), true
+}
+
+// Providers returns every registered provider, sorted by name (the schema
+// and reference generators walk them).
+func (r *Registry) Providers() []Provider {
+	out := make([]Provider, 0, len(r.providers))
+	for _, p := range r.providers {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Has reports whether the provider offers capability.
+func (p Provider) Has(capability string) bool { return p.has(capability) }
