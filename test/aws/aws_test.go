@@ -545,6 +545,7 @@ func TestAWSIAMPolicies(t *testing.T) {
 			"ecs:DeregisterTaskDefinition":              {all},
 			"ecs:DescribeTaskDefinition":                {all},
 			"ecs:ListTaskDefinitions":                   {all},
+			"ecs:TagResource":                           {"arn:aws:ecs:us-east-1:" + acct + ":task-definition/*"},
 			"iam:PassRole":                              {"arn:aws:iam::" + acct + ":role/ecsTaskExecutionRole", "arn:aws:iam::" + acct + ":role/web-task"},
 			"cloudwatch:GetMetricData":                  {all},
 			// The cloudwatch provider grants alarm reads unless the
