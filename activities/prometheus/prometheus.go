@@ -180,13 +180,37 @@ func (c *Client) Sample(ctx context.Context, q activities.Query) (activities.Sam
 		c.log.Warn("prometheus: query warning", "expr", p.expr, "warning", w)
 	}
 	if err != nil {
-		var apiErr *v1.Error
-		if errors.As(err, &apiErr) && apiErr.Type == v1.ErrBadData {
-			return activities.Sample{}, activities.Permanent(fmt.Errorf("prometheus: expr %q: %w", p.expr, err))
+		err = fmt.Errorf("prometheus: expr %q: %w", p.expr, err)
+		if permanent(err) {
+			return activities.Sample{}, activities.Permanent(err)
 		}
-		return activities.Sample{}, fmt.Errorf("prometheus: expr %q: %w", p.expr, err)
+		return activities.Sample{}, err
 	}
 	return c.sample(p, val, now)
+}
+
+// permanent reports an answer that asking again cannot change: bad_data (a
+// PromQL typo, a bad parameter), or a 4xx other than 408 and 429 (a wrong
+// URL path, credentials refused). A watch fails at once on these rather
+// than counting a canary nobody can see as merely inconclusive. Everything
+// else (5xx, timeouts, refused connections, a query too heavy this minute)
+// may pass and is left to the watch's consecutive-error limit.
+func permanent(err error) bool {
+	var apiErr *v1.Error
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.Type {
+	case v1.ErrBadData:
+		return true
+	case v1.ErrClient:
+		var code int
+		if _, scanErr := fmt.Sscanf(apiErr.Msg, "client error: %d", &code); scanErr != nil {
+			return false
+		}
+		return code != http.StatusRequestTimeout && code != http.StatusTooManyRequests
+	}
+	return false
 }
 
 func (c *Client) sample(p query, val model.Value, now time.Time) (activities.Sample, error) {

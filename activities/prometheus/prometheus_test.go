@@ -3,6 +3,7 @@ package prometheus
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -120,5 +121,49 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := New(map[string]any{"url": "prometheus:9090"}, nil); err == nil || !strings.Contains(err.Error(), "url") {
 		t.Errorf("New without scheme: %v", err)
+	}
+}
+
+// Answers that no retry can change are permanent (a watch fails at once on
+// them); the rest are left to the watch's consecutive-error limit. The
+// server answers as Prometheus and the proxies in front of it do.
+func TestPermanentAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		status    int
+		body      string
+		permanent bool
+	}{
+		{http.StatusBadRequest, `{"status":"error","errorType":"bad_data","error":"1:14: parse error: unclosed left parenthesis"}`, true},
+		{http.StatusForbidden, `forbidden`, true},
+		{http.StatusNotFound, `404 page not found`, true},
+		{http.StatusUnauthorized, ``, true},
+		{http.StatusTooManyRequests, `slow down`, false},
+		{http.StatusRequestTimeout, ``, false},
+		{http.StatusUnprocessableEntity, `{"status":"error","errorType":"execution","error":"query processing would load too many samples"}`, false},
+		{http.StatusServiceUnavailable, `{"status":"error","errorType":"timeout","error":"query timed out"}`, false},
+		{http.StatusBadGateway, `bad gateway`, false},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(tc.status)
+			_, _ = w.Write([]byte(tc.body))
+		}))
+		c, err := New(map[string]any{"url": srv.URL}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Sample(context.Background(), activities.Query{Expr: "sum(up)"})
+		srv.Close()
+		if err == nil || activities.IsPermanent(err) != tc.permanent {
+			t.Errorf("%d %s: err %v, permanent %v, want %v", tc.status, tc.body, err, activities.IsPermanent(err), tc.permanent)
+		}
+	}
+	// Nobody listening may be a restart: not permanent.
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	c, _ := New(map[string]any{"url": url}, nil)
+	if _, err := c.Sample(context.Background(), activities.Query{Expr: "sum(up)"}); err == nil || activities.IsPermanent(err) {
+		t.Errorf("connection refused: %v, want a transient error", err)
 	}
 }
