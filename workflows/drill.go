@@ -149,7 +149,7 @@ func Drill(ctx workflow.Context, in DrillInput) (ledger.Record, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	err := d.run(ctx, dctx)
 	d.stopGuardrails(dctx)
-	d.stopWorkload(dctx)
+	d.stopWorkload(dctx, ctx.Err() != nil)
 	d.restore(dctx)
 	d.releaseLease(dctx)
 	return d.finish(dctx, ctx.Err() != nil, err)
@@ -378,6 +378,9 @@ func (d *drill) run(ctx, dctx workflow.Context) error {
 	if err := d.preflight(ctx); err != nil {
 		return err
 	}
+	if d.aborted != "" { // aborted while preflight ran: nothing injected yet
+		return errAborted
+	}
 	if spec.Production {
 		d.phase(ctx, "awaiting-approval")
 		d.st.Waiting = "approval to inject faults in production"
@@ -538,12 +541,12 @@ func (d *drill) recover(ctx, pctx workflow.Context) error {
 // stopWorkload lets the database workload end on its own (bounded; not
 // after an abort), else cancels it and waits until its writer has stopped,
 // then records RTO and RPO.
-func (d *drill) stopWorkload(ctx workflow.Context) {
+func (d *drill) stopWorkload(ctx workflow.Context, cancelled bool) {
 	f := d.workload
 	if f == nil {
 		return
 	}
-	if d.aborted == "" {
+	if d.aborted == "" && !cancelled {
 		_, _ = workflow.AwaitWithTimeout(ctx, 2*time.Minute, f.IsReady)
 	}
 	if !f.IsReady() {

@@ -706,3 +706,38 @@ func TestDrillDeployStepRunsLaterPhases(t *testing.T) {
 	}
 	restoredWorld(t, w, rec)
 }
+
+// The database workload's figures are read after it ends, and one still
+// writing when the drill ends is stopped (cancellation waited for) before
+// restore, with a finding instead of figures.
+func TestDrillWorkload(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		after time.Duration
+	}{{"finishes", time.Second}, {"still-writing", 24 * time.Hour}} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, w := newEnv(t), newDrillWorld()
+			w.mock(env)
+			var a *activities.Activities
+			env.OnActivity(a.Workload, mock.Anything, mock.Anything).After(tc.after).Return(func(ctx context.Context, in activities.WorkloadInput) (activities.WorkloadResult, error) {
+				now := time.Now().UnixMilli()
+				return activities.WorkloadResult{Acked: 120, Missing: 2, FirstFailureAt: now - 5000, RecoveredAt: now}, nil
+			})
+			spec := drillSpec(drills.ModeAutomated)
+			spec.Providers.Database = &activities.Target{Provider: "local"}
+			spec.Workload = &drills.Workload{}
+			rec := runDrill(t, env, spec)
+			switch tc.name {
+			case "finishes":
+				if rec.RPO == nil || *rec.RPO != 2 || !hasFinding(rec, "2 acknowledged writes were lost") {
+					t.Fatalf("rpo %v findings %+v", rec.RPO, rec.Findings)
+				}
+			default:
+				if rec.RPO != nil || !hasFinding(rec, "workload had not finished and was stopped") {
+					t.Fatalf("rpo %v findings %+v", rec.RPO, rec.Findings)
+				}
+			}
+			restoredWorld(t, w, rec)
+		})
+	}
+}
