@@ -143,6 +143,24 @@ func PostJSON(t testing.TB, url string, in, out any) {
 	}
 }
 
+// TryPostJSON is PostJSON that returns the failure instead of failing.
+func TryPostJSON(url string, in, out any) error {
+	b, _ := json.Marshal(in)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("POST %s: %s %s", url, resp.Status, body)
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}
+
 // BadVersion makes version fail a share (rate, e.g. "0.3") of its requests.
 func BadVersion(t testing.TB, env *devenv.Env, version, rate string) {
 	t.Helper()
