@@ -69,12 +69,24 @@ func holderState(ctx context.Context, cl client.Client, id string) string {
 		// Its lease lasts until the lock sees it closed or it releases.
 		return "ending"
 	}
-	phase := "unknown"
+	phase := ""
 	if p, ok := info.GetSearchAttributes().GetIndexedFields()[workflows.AttrPhase.GetName()]; ok {
-		var s string
-		if converter.GetDefaultDataConverter().FromPayload(p, &s) == nil && s != "" {
-			phase = s
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &phase)
+	}
+	if phase == "" {
+		// Just started: the attribute is not indexed yet, the state query
+		// may already answer.
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		var st struct {
+			Phase string `json:"phase"`
 		}
+		if v, err := cl.QueryWorkflow(qctx, id, "", workflows.QueryState); err == nil && v.Get(&st) == nil {
+			phase = st.Phase
+		}
+	}
+	if phase == "" {
+		phase = "not reported yet"
 	}
 	return fmt.Sprintf("started %s, phase %s", info.GetStartTime().AsTime().UTC().Format("15:04:05 MST"), phase)
 }

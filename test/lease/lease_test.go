@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/converter"
+
 	"github.com/drillship/drillship/devenv"
 	"github.com/drillship/drillship/lease"
 	"github.com/drillship/drillship/localenv"
@@ -210,22 +213,52 @@ func TestDrillAndDeployNeverFight(t *testing.T) {
 	if blocked.code != 2 || !strings.Contains(blocked.stderr, "web has a drill in progress: "+drillID) {
 		t.Errorf("deploy during the drill: exit %d, stderr %q", blocked.code, blocked.stderr)
 	}
-	// The drill's own deploy of v9 took the lease through its parent.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		hs, err := lease.Holders(context.Background(), env.Client, lease.ServiceKey("web", "local"))
+	waitEnded(t, env, drillID)
+	// The drill's own deploy of v9 was let in through its parent: it took
+	// traffic and was judged (rolled back for its errors), not refused.
+	child, err := harness.DeployResultOf(t, env.Client.GetWorkflow(context.Background(), drillID+"/deploy/v9", ""), time.Minute)
+	if child.Outcome != workflows.OutcomeRolledBack || len(child.Steps) == 0 || strings.Contains(child.Reason, "held by") {
+		t.Fatalf("the drill's deploy: outcome %s, %d steps, reason %q (%v)", child.Outcome, len(child.Steps), child.Reason, err)
+	}
+	if in, res := leaseCall(t, env, drillID+"/deploy/v9"); in.Parent != drillID || !res.Granted {
+		t.Fatalf("the drill's deploy asked %+v, got %+v; want a grant through parent %s", in, res, drillID)
+	}
+	t.Logf("the drill's own deploy: %s (%s)", child.Outcome, child.Reason)
+	// Both leases are free again: a deploy starts.
+	after := drillship(t, env, "deploy", "start", "web-canary", "--version", "v4")
+	if after.code != 0 {
+		t.Fatalf("deploy after the drill: exit %d %s", after.code, after.stderr)
+	}
+	waitEnded(t, env, workflows.DeployID("web", "v4"))
+}
+
+// leaseCall reads the AcquireLease call of a workflow from its history.
+func leaseCall(t *testing.T, env *devenv.Env, id string) (in lease.AcquireInput, res lease.AcquireResult) {
+	t.Helper()
+	dc := converter.GetDefaultDataConverter()
+	var scheduled int64
+	it := env.Client.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(hs) == 2 && hs[0].ID == drillID && hs[1].ID == workflows.DeployID("web", "v9") && hs[1].Parent == drillID {
-			break
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "AcquireLease" {
+			scheduled = ev.GetEventId()
+			if err := dc.FromPayloads(a.GetInput(), &in); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the drill's child deploy never held web: holders %+v", hs)
+		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && scheduled != 0 && a.GetScheduledEventId() == scheduled {
+			if err := dc.FromPayloads(a.GetResult(), &res); err != nil {
+				t.Fatal(err)
+			}
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
-	waitEnded(t, env, drillID)
+	if scheduled == 0 {
+		t.Fatalf("%s never called AcquireLease", id)
+	}
+	return in, res
 }
 
 func indexOf(list []string, s string) int {
