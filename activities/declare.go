@@ -37,6 +37,10 @@ type Field struct {
 	// Fields of an object (Type object) or of each element of a list of
 	// objects.
 	Fields []Field `json:"fields,omitempty"`
+	// Format refines a string or map: "url", "dsn" (a password in it must
+	// be a ${NAME} reference), "headers" (credential headers must be
+	// references), "abspath".
+	Format string `json:"format,omitempty"`
 }
 
 // MetricDecl is one metric a signals provider answers for by name.
@@ -47,6 +51,10 @@ type MetricDecl struct {
 	// Scopes are the scope keys the metric can be narrowed by (version,
 	// region).
 	Scopes []string `json:"scopes,omitempty"`
+	// Min and Max bound the thresholds a check may set on it (a rate is
+	// 0..1): a threshold outside can never fail or never pass.
+	Min *float64 `json:"min,omitempty"`
+	Max *float64 `json:"max,omitempty"`
 }
 
 // FaultDecl is one fault kind a faults provider injects.
@@ -83,6 +91,20 @@ type Declaration struct {
 	AnyAction bool `json:"anyAction,omitempty"`
 	// AnyFault: fault kinds are not listed (checked by the provider).
 	AnyFault bool `json:"anyFault,omitempty"`
+	// Backends says, for traffic settings, what the weight keys are and,
+	// when the settings list them, which ones exist. Nil: not declared.
+	Backends func(cfg map[string]any) Backends `json:"-"`
+}
+
+// Backends is what a traffic provider's weight keys are.
+type Backends struct {
+	// Kind: "region", "version" or "backend" (a name the settings map).
+	Kind string
+	// Known are the keys that exist as far as the settings say; nil when
+	// only the world knows (versions come and go with deploys).
+	Known []string
+	// Where says where Known comes from, for messages ("config.servers").
+	Where string
 }
 
 // Num returns a pointer to v, for Field.Min and Field.Max.

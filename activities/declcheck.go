@@ -1,0 +1,464 @@
+package activities
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Problem is one thing a declaration refuses. Path is relative to what was
+// checked ("timeout", "servers.v1", "params.rate").
+type Problem struct {
+	Path string
+	Msg  string
+}
+
+// Bounds every duration setting has unless its field says otherwise: a
+// typo of 99999h must not pass for a week-long timeout.
+const (
+	MaxDuration = 7 * 24 * time.Hour
+)
+
+var wholeRef = regexp.MustCompile(`^\$\{[A-Za-z_][A-Za-z0-9_]*\}$`)
+
+// IsRef reports whether s is exactly one ${NAME} reference.
+func IsRef(s string) bool { return wholeRef.MatchString(s) }
+
+// Describe names a value's type the way a spec writer thinks of it.
+func Describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "nothing"
+	case string:
+		return fmt.Sprintf("text %q", x)
+	case bool:
+		return fmt.Sprintf("true/false %v", x)
+	case int, int64, uint64:
+		return fmt.Sprintf("number %v", x)
+	case float64:
+		return fmt.Sprintf("number %g", x)
+	case map[string]any:
+		return "a mapping"
+	case []any:
+		return "a list"
+	}
+	return fmt.Sprintf("%v", v)
+}
+
+// TypeWord is how messages name a field type.
+func TypeWord(t string) string {
+	switch t {
+	case TypeString:
+		return "text"
+	case TypeInt:
+		return "a whole number"
+	case TypeNumber:
+		return "a number"
+	case TypeBool:
+		return "true or false"
+	case TypeDuration:
+		return "a duration such as 5s or 1m"
+	case TypeMap:
+		return "a mapping of names to text"
+	case TypeList:
+		return "a list"
+	case TypeObject:
+		return "a mapping"
+	}
+	return t
+}
+
+// CheckConfig checks provider settings against the declared fields:
+// unknown keys, types, enums, bounds and secrets.
+func CheckConfig(fields []Field, cfg map[string]any) []Problem {
+	return checkObject("", fields, cfg)
+}
+
+func join(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
+}
+
+func names(fields []Field) []string {
+	out := make([]string, len(fields))
+	for i, f := range fields {
+		out[i] = f.Name
+	}
+	sort.Strings(out)
+	return out
+}
+
+func checkObject(prefix string, fields []Field, m map[string]any) []Problem {
+	var ps []Problem
+	byName := map[string]Field{}
+	for _, f := range fields {
+		byName[f.Name] = f
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f, ok := byName[k]
+		if !ok {
+			allowed := "none"
+			if len(fields) > 0 {
+				allowed = strings.Join(names(fields), ", ")
+			}
+			ps = append(ps, Problem{join(prefix, k), "unknown setting (allowed: " + allowed + ")"})
+			continue
+		}
+		ps = append(ps, checkValue(join(prefix, k), f, m[k])...)
+	}
+	for _, f := range fields {
+		if _, ok := m[f.Name]; f.Required && !ok {
+			ps = append(ps, Problem{join(prefix, f.Name), "missing: " + f.Doc})
+		}
+	}
+	return ps
+}
+
+func toFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	case float64:
+		return x, true
+	}
+	return 0, false
+}
+
+func bounds(f Field) string {
+	switch {
+	case f.Min != nil && f.Max != nil:
+		return fmt.Sprintf("%g..%g", *f.Min, *f.Max)
+	case f.Min != nil:
+		return fmt.Sprintf("%g or more", *f.Min)
+	case f.Max != nil:
+		return fmt.Sprintf("%g or less", *f.Max)
+	}
+	return ""
+}
+
+func durBounds(f Field) (time.Duration, time.Duration) {
+	lo, hi := time.Duration(1), MaxDuration
+	if f.Min != nil {
+		lo = time.Duration(*f.Min * float64(time.Second))
+	}
+	if f.Max != nil {
+		hi = time.Duration(*f.Max * float64(time.Second))
+	}
+	return lo, hi
+}
+
+func checkValue(path string, f Field, v any) []Problem {
+	bad := func() []Problem {
+		return []Problem{{path, fmt.Sprintf("expected %s, got %s", TypeWord(f.Type), Describe(v))}}
+	}
+	switch f.Type {
+	case TypeString:
+		s, ok := v.(string)
+		if !ok {
+			return bad()
+		}
+		return checkString(path, f, s)
+	case TypeInt, TypeNumber:
+		n, ok := toFloat(v)
+		if !ok || (f.Type == TypeInt && n != math.Trunc(n)) {
+			return bad()
+		}
+		if (f.Min != nil && n < *f.Min) || (f.Max != nil && n > *f.Max) {
+			return []Problem{{path, fmt.Sprintf("%g is out of range (allowed: %s)", n, bounds(f))}}
+		}
+	case TypeBool:
+		if _, ok := v.(bool); !ok {
+			return bad()
+		}
+	case TypeDuration:
+		s, ok := v.(string)
+		if !ok {
+			return bad()
+		}
+		if IsRef(s) {
+			return nil
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return bad()
+		}
+		if lo, hi := durBounds(f); d < lo || d > hi {
+			return []Problem{{path, fmt.Sprintf("%s is out of range (allowed: %s..%s)", s, lo, hi)}}
+		}
+	case TypeMap:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return bad()
+		}
+		var ps []Problem
+		for _, k := range sortedAnyKeys(m) {
+			s, ok := m[k].(string)
+			if !ok {
+				ps = append(ps, Problem{path + "." + k, "expected text, got " + Describe(m[k])})
+				continue
+			}
+			ps = append(ps, checkMapEntry(path+"."+k, f, k, s)...)
+		}
+		return ps
+	case TypeList:
+		l, ok := v.([]any)
+		if !ok {
+			return bad()
+		}
+		var ps []Problem
+		for i, e := range l {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if len(f.Fields) > 0 {
+				m, ok := e.(map[string]any)
+				if !ok {
+					ps = append(ps, Problem{p, "expected a mapping, got " + Describe(e)})
+					continue
+				}
+				ps = append(ps, checkObject(p, f.Fields, m)...)
+				continue
+			}
+			s, ok := e.(string)
+			if !ok {
+				ps = append(ps, Problem{p, "expected text, got " + Describe(e)})
+				continue
+			}
+			ps = append(ps, checkString(p, Field{Name: f.Name, Type: TypeString, Format: f.Format, Secret: f.Secret}, s)...)
+		}
+		return ps
+	case TypeObject:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return bad()
+		}
+		return checkObject(path, f.Fields, m)
+	}
+	return nil
+}
+
+func sortedAnyKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func checkString(path string, f Field, s string) []Problem {
+	if f.Secret && s != "" && !IsRef(s) {
+		return []Problem{{path, "a secret written in the spec: give it as a ${NAME} reference (expanded in the worker) so that it never reaches a workflow's history"}}
+	}
+	if len(f.Enum) > 0 && !slices.Contains(f.Enum, s) && !IsRef(s) {
+		return []Problem{{path, fmt.Sprintf("%q is not allowed (allowed: %s)", s, strings.Join(f.Enum, ", "))}}
+	}
+	switch f.Format {
+	case "url":
+		if strings.Contains(s, "${") {
+			return nil
+		}
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return []Problem{{path, fmt.Sprintf("%q is not an http(s) URL (such as http://host:9090)", s)}}
+		}
+		if u.User != nil {
+			if _, has := u.User.Password(); has && literalPassword(s) {
+				return []Problem{{path, "a password written in the URL: give it as a ${NAME} reference (expanded in the worker)"}}
+			}
+		}
+	case "dsn":
+		if literalPassword(s) {
+			return []Problem{{path, "a password written in the DSN: give it as a ${NAME} reference (postgres://user:${PGPASSWORD}@host/db), expanded in the worker"}}
+		}
+	case "abspath":
+		if s != "" && !filepath.IsAbs(s) && !strings.HasPrefix(s, "${") {
+			return []Problem{{path, fmt.Sprintf("%q is not an absolute path", s)}}
+		}
+	}
+	return nil
+}
+
+var kvPassword = regexp.MustCompile(`(?i)(?:^|\s)password\s*=\s*('[^']*'|\S+)`)
+
+// literalPassword finds a password in a URL DSN's user info or a key=value
+// DSN's password= that is not one ${NAME} reference.
+func literalPassword(dsn string) bool {
+	if m := kvPassword.FindStringSubmatch(dsn); m != nil {
+		return !IsRef(strings.Trim(m[1], "'"))
+	}
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		rest := dsn[i+3:]
+		at := strings.LastIndex(rest, "@")
+		if at < 0 {
+			return false
+		}
+		userinfo := rest[:at]
+		if c := strings.Index(userinfo, ":"); c >= 0 {
+			pw := userinfo[c+1:]
+			return pw != "" && !IsRef(pw)
+		}
+	}
+	return false
+}
+
+// credentialHeaders carry secrets: their values must be references.
+var credentialHeaders = []string{"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token", "private-token"}
+
+func checkMapEntry(path string, f Field, key, val string) []Problem {
+	if f.Secret && !IsRef(val) {
+		return []Problem{{path, "a secret written in the spec: give it as a ${NAME} reference (expanded in the worker)"}}
+	}
+	switch f.Format {
+	case "headers":
+		if slices.Contains(credentialHeaders, strings.ToLower(key)) && !refOnlyCredential(val) {
+			return []Problem{{path, "a credential written in the spec: give it as a ${NAME} reference (\"Bearer ${API_TOKEN}\"), expanded in the worker"}}
+		}
+	case "dsn":
+		if literalPassword(val) {
+			return []Problem{{path, "a password written in the DSN: give it as a ${NAME} reference (postgres://user:${PGPASSWORD}@host/db), expanded in the worker"}}
+		}
+	}
+	return nil
+}
+
+var anyRef = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*\}`)
+
+// refOnlyCredential: the credential is a reference; a scheme word in front
+// ("Bearer ${TOKEN}") is not secret.
+func refOnlyCredential(v string) bool {
+	if !anyRef.MatchString(v) {
+		return false
+	}
+	return len(strings.Fields(anyRef.ReplaceAllString(v, ""))) <= 1
+}
+
+// CheckParams checks a fault's or action's params (all text in specs)
+// against the declared ones.
+func CheckParams(fields []Field, params map[string]string) []Problem {
+	var ps []Problem
+	byName := map[string]Field{}
+	for _, f := range fields {
+		byName[f.Name] = f
+	}
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f, ok := byName[k]
+		p := "params." + k
+		if !ok {
+			allowed := "none"
+			if len(fields) > 0 {
+				allowed = strings.Join(names(fields), ", ")
+			}
+			ps = append(ps, Problem{p, "unknown parameter (allowed: " + allowed + ")"})
+			continue
+		}
+		v := params[k]
+		switch f.Type {
+		case TypeInt, TypeNumber:
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil || (f.Type == TypeInt && n != math.Trunc(n)) {
+				ps = append(ps, Problem{p, fmt.Sprintf("expected %s, got %q", TypeWord(f.Type), v)})
+				continue
+			}
+			if (f.Min != nil && n < *f.Min) || (f.Max != nil && n > *f.Max) {
+				ps = append(ps, Problem{p, fmt.Sprintf("%s is out of range (allowed: %s)", v, bounds(f))})
+			}
+		case TypeDuration:
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				ps = append(ps, Problem{p, fmt.Sprintf("expected %s, got %q", TypeWord(f.Type), v)})
+				continue
+			}
+			if lo, hi := durBounds(f); d < lo || d > hi {
+				ps = append(ps, Problem{p, fmt.Sprintf("%s is out of range (allowed: %s..%s)", v, lo, hi)})
+			}
+		default:
+			ps = append(ps, checkString(p, f, v)...)
+		}
+	}
+	for _, f := range fields {
+		if _, ok := params[f.Name]; f.Required && !ok {
+			ps = append(ps, Problem{"params." + f.Name, "missing: " + f.Doc})
+		}
+	}
+	return ps
+}
+
+// Metric returns the declared metric named name.
+func (d Declaration) Metric(name string) (MetricDecl, bool) {
+	for _, m := range d.Metrics {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return MetricDecl{}, false
+}
+
+// Fault returns the declared fault kind.
+func (d Declaration) Fault(kind string) (FaultDecl, bool) {
+	for _, f := range d.Faults {
+		if f.Kind == kind {
+			return f, true
+		}
+	}
+	return FaultDecl{}, false
+}
+
+// Action returns the declared action.
+func (d Declaration) Action(name string) (ActionDecl, bool) {
+	for _, a := range d.Actions {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return ActionDecl{}, false
+}
+
+// MetricNames, FaultKinds and ActionNames list what is declared, for
+// messages.
+func (d Declaration) MetricNames() []string {
+	out := make([]string, len(d.Metrics))
+	for i, m := range d.Metrics {
+		out[i] = m.Name
+	}
+	return out
+}
+
+// FaultKinds lists the declared fault kinds.
+func (d Declaration) FaultKinds() []string {
+	out := make([]string, len(d.Faults))
+	for i, f := range d.Faults {
+		out[i] = f.Kind
+	}
+	return out
+}
+
+// ActionNames lists the declared actions.
+func (d Declaration) ActionNames() []string {
+	out := make([]string, len(d.Actions))
+	for i, a := range d.Actions {
+		out[i] = a.Name
+	}
+	return out
+}
