@@ -146,13 +146,24 @@ func WatchHeartbeatTimeout(interval, sampleTimeout time.Duration) time.Duration 
 	return interval + watchSampleTimeout(interval, sampleTimeout) + 2*time.Second
 }
 
-// cancelled ends a watch the workflow cancelled (a hold ended, a person
-// acted). What it saw goes back as the cancellation's details: a workflow
-// that waits for the cancellation (WaitForCancellation) puts those samples
-// in its step records.
+// cancelled is what a watch returns when its context ends. A cancellation
+// the workflow asked for (a hold ended, a person acted) is expected: the
+// error is benign (kept out of error logs), not retried, and carries what
+// the watch saw as the CanceledError's details, which a workflow that waits
+// for the cancellation (WaitForCancellation) puts in its step records; the
+// SDK finds the CanceledError through the wrapping. Anything else ending the
+// context (this worker shutting down, the activity paused) is retryable, so
+// another worker resumes the window from the heartbeat instead of the deploy
+// failing.
 func (w *watcher) cancelled(ctx context.Context, p *WatchProgress) (WatchResult, error) {
 	r := w.finish(p)
-	return r, temporal.NewCanceledError(r)
+	cause := context.Cause(ctx)
+	if temporal.IsCanceledError(cause) {
+		return r, temporal.NewApplicationErrorWithOptions("watch stopped: "+cause.Error(), "Stopped",
+			temporal.ApplicationErrorOptions{NonRetryable: true, Category: temporal.ApplicationErrorCategoryBenign, Cause: temporal.NewCanceledError(r)})
+	}
+	return r, temporal.NewApplicationErrorWithOptions("watch interrupted ("+cause.Error()+"); the next attempt resumes from the last heartbeat",
+		"Interrupted", temporal.ApplicationErrorOptions{Cause: cause})
 }
 
 // Watch samples the canary's metrics every interval and judges them by the
@@ -396,7 +407,14 @@ func isPermanent(err error) bool {
 	return errors.As(err, &ae) && ae.NonRetryable()
 }
 
+// judge takes one sample of every metric and judges it. With no metric left
+// to judge (only comparisons with a stable version, which has no traffic at
+// 100%) the sample is inconclusive: a canary nobody measured has not passed.
 func judge(ctx context.Context, sig Signals, in WatchInput, metrics []analysis.Metric) (analysis.Verdict, error) {
+	if len(metrics) == 0 {
+		return analysis.Verdict{At: nowMs(), Outcome: analysis.Inconclusive,
+			Reason: "no metric applies at this weight (a comparison with stable needs stable traffic; add a max)"}, nil
+	}
 	obs := map[string]analysis.Observation{}
 	var requests float64
 	for _, m := range metrics {

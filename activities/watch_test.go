@@ -334,20 +334,49 @@ func TestHeartbeatBeforeActingAndCancel(t *testing.T) {
 		t.Fatalf("last heartbeat %+v, result %+v", last.Result, r)
 	}
 
+	// The workflow cancels a hold: the result so far travels as the
+	// cancellation's details, and the error is benign and final.
 	beats = nil
 	in.Forever = true
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(150*time.Millisecond, func() { cancel(temporal.NewCanceledError()) })
 	r, err = newWatcher(in, errorRate(good)).run(ctx, nil)
 	var ae *temporal.ApplicationError
-	if !errors.As(err, &ae) || ae.Type() != "Stopped" {
+	if !errors.As(err, &ae) || ae.Type() != "Stopped" || !ae.NonRetryable() {
 		t.Fatalf("cancelled watch: err %v", err)
 	}
 	if r.Failed || r.Samples == 0 || r.Conclusive != r.Samples || r.EndedAt == 0 || r.Attempts != 1 {
 		t.Fatalf("cancelled watch: %+v", r)
 	}
+	var ce *temporal.CanceledError
+	var details WatchResult
+	if !errors.As(err, &ce) || ce.Details(&details) != nil || details.Samples != r.Samples {
+		t.Fatalf("cancellation details %+v (err %v), want the result %+v", details, err, r)
+	}
 	if last := beats[len(beats)-1]; last.Result.Samples != r.Samples {
 		t.Fatalf("last heartbeat %+v, result %+v", last.Result, r)
+	}
+
+	// The worker shutting down is not the workflow's doing: retryable, so
+	// another worker resumes the window.
+	ctx, cancel = context.WithCancelCause(context.Background())
+	time.AfterFunc(100*time.Millisecond, func() { cancel(errors.New("worker is now shutdown")) })
+	_, err = newWatcher(in, errorRate(good)).run(ctx, nil)
+	if !errors.As(err, &ae) || ae.Type() != "Interrupted" || ae.NonRetryable() {
+		t.Fatalf("worker shutdown: err %v, want a retryable error", err)
+	}
+}
+
+// At 100% only metrics with a max can be judged; a spec whose metrics all
+// compare with stable has nothing to measure, and nothing is not a pass.
+func TestNothingToMeasureIsNotEvidence(t *testing.T) {
+	ratio := 2.0
+	in := watchInput(100 * time.Millisecond)
+	in.Metrics = []analysis.Metric{{Name: "vs-stable", Metric: MetricErrorRate, MaxVsBaseline: &ratio}}
+	in.Baseline = false
+	r := runWatch(t, &fakeSignals{answer: errorRate(good)}, in, nil)
+	if !r.Failed || !r.Insufficient || r.Conclusive != 0 {
+		t.Fatalf("%+v", r)
 	}
 }
 
