@@ -87,6 +87,11 @@ type Declaration struct {
 	// error; Expr says whether an expr is accepted instead.
 	AnyMetric bool `json:"anyMetric,omitempty"`
 	Expr      bool `json:"expr,omitempty"`
+	// ExprOnly: every check needs an expr (the metric name is a label).
+	ExprOnly bool `json:"exprOnly,omitempty"`
+	// QueryParams are the params a check or analysis metric may pass to a
+	// signals provider.
+	QueryParams []Field `json:"queryParams,omitempty"`
 	// AnyAction: the runner takes any action name (exec runs argv).
 	AnyAction bool `json:"anyAction,omitempty"`
 	// AnyFault: fault kinds are not listed (checked by the provider).
@@ -133,3 +138,30 @@ func (r *Registry) Providers() []Provider {
 
 // Has reports whether the provider offers capability.
 func (p Provider) Has(capability string) bool { return p.has(capability) }
+
+// Portable metrics, with the ranges their thresholds must lie in. A check
+// on one of these names is bounded even on a provider that answers by expr.
+var Portable = []MetricDecl{
+	{Name: MetricErrorRate, Unit: "ratio 0..1", Doc: "share of requests that failed (5xx) in the window", Min: Num(0), Max: Num(1)},
+	{Name: MetricLatencyP99, Unit: "seconds", Doc: "99th percentile of request latency in the window, in seconds (0.5 = 500ms)", Min: Num(0), Max: Num(3600)},
+	{Name: MetricRequests, Unit: "requests/s", Doc: "requests per second in the window", Min: Num(0)},
+	{Name: MetricUp, Unit: "1|0", Doc: "1 when the probed target answers healthy, else 0", Min: Num(0), Max: Num(1)},
+	{Name: MetricAlarm, Unit: "1|0", Doc: "1 when the alarm is firing, else 0", Min: Num(0), Max: Num(1)},
+}
+
+// PortableMetric returns the portable metric named name.
+func PortableMetric(name string) (MetricDecl, bool) {
+	for _, m := range Portable {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return MetricDecl{}, false
+}
+
+// WithScopes returns the portable metric with the given scope keys.
+func WithScopes(name string, scopes ...string) MetricDecl {
+	m, _ := PortableMetric(name)
+	m.Scopes = scopes
+	return m
+}

@@ -50,8 +50,9 @@ const (
 // Provider returns the exec provider for the registry.
 func Provider() activities.Provider {
 	return activities.Provider{
-		Name:   Name,
-		Runner: func(cfg map[string]any) (activities.Runner, error) { return New(cfg) },
+		Name:    Name,
+		Declare: Declare,
+		Runner:  func(cfg map[string]any) (activities.Runner, error) { return New(cfg) },
 	}
 }
 

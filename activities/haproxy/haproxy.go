@@ -38,6 +38,7 @@ const MaxWeight = 256
 func Provider() activities.Provider {
 	return activities.Provider{
 		Name:    Name,
+		Declare: Declare,
 		Traffic: func(cfg map[string]any) (activities.Traffic, error) { return New(cfg) },
 		Signals: func(cfg map[string]any) (activities.Signals, error) { return New(cfg) },
 	}

@@ -35,7 +35,8 @@ var ErrNoURL = errors.New("local environment URL not set (run under drillship de
 func Provider(baseURL string) activities.Provider {
 	c := &client{base: strings.TrimRight(baseURL, "/"), http: &http.Client{Timeout: 30 * time.Second}}
 	return activities.Provider{
-		Name: Name,
+		Name:    Name,
+		Declare: Declare,
 		Traffic: func(cfg map[string]any) (activities.Traffic, error) {
 			var s struct {
 				Level string `json:"level"`

@@ -51,6 +51,7 @@ const (
 func Provider() activities.Provider {
 	return activities.Provider{
 		Name:     Name,
+		Declare:  Declare,
 		Database: func(cfg map[string]any) (activities.Database, error) { return New(cfg, nil) },
 		Signals:  func(cfg map[string]any) (activities.Signals, error) { return New(cfg, nil) },
 		Faults:   func(cfg map[string]any) (activities.Faults, error) { return New(cfg, nil) },

@@ -38,6 +38,7 @@ type Config struct {
 func Provider() activities.Provider {
 	return activities.Provider{
 		Name:    Name,
+		Declare: Declare,
 		Signals: func(cfg map[string]any) (activities.Signals, error) { return New(cfg, nil) },
 	}
 }

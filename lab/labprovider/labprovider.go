@@ -43,6 +43,7 @@ type Config struct {
 func Provider() activities.Provider {
 	return activities.Provider{
 		Name:    Name,
+		Declare: Declare,
 		Traffic: func(cfg map[string]any) (activities.Traffic, error) { return New(cfg, nil) },
 		Release: func(cfg map[string]any) (activities.Release, error) { return New(cfg, nil) },
 		Signals: func(cfg map[string]any) (activities.Signals, error) { return New(cfg, nil) },
