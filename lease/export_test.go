@@ -7,3 +7,6 @@ func SetMaxEvents(n int) int {
 	maxEvents = n
 	return old
 }
+
+// LockWorkflowFunc is the lock workflow, for the replayer.
+var LockWorkflowFunc = lockWorkflow

@@ -156,7 +156,7 @@ func tryAcquire(ctx context.Context, c client.Client, taskQueue, key string, in 
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		StaticSummary:            "Lease on " + key,
-	}, LockWorkflow, lockInput{Key: key, Grace: Grace, Every: CheckEvery, Linger: Linger})
+	}, LockWorkflow, lockInput{Key: key, Grace: Grace, Every: CheckEvery, Linger: Linger, MaxEvents: maxEvents})
 	h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,
 		UpdateOptions: client.UpdateWorkflowOptions{

@@ -316,6 +316,7 @@ func TestFreeLockEndsAndRestarts(t *testing.T) {
 	c := temporalClient(t)
 	key := "service:linger@test"
 	startHolder(t, c, "linger/a")
+	startHolder(t, c, "linger/b")
 	if r := acquire(t, c, lease.AcquireInput{Keys: []string{key}, Holder: "linger/a"}); !r.Granted {
 		t.Fatalf("%+v", r)
 	}
@@ -325,6 +326,8 @@ func TestFreeLockEndsAndRestarts(t *testing.T) {
 	if err := c.GetWorkflow(ctx, lease.LockID(key), "").Get(ctx, nil); err != nil {
 		t.Fatalf("free lock did not end: %v", err)
 	}
+	// Releasing on an ended lock is a no-op, not an error.
+	release(t, c, lease.ReleaseInput{Keys: []string{key}, Holder: "linger/a"})
 	if r := acquire(t, c, lease.AcquireInput{Keys: []string{key}, Holder: "linger/a"}); !r.Granted {
 		t.Fatalf("%+v", r)
 	}

@@ -44,6 +44,9 @@ type lockInput struct {
 	Grace   time.Duration `json:"grace"`
 	Every   time.Duration `json:"every"`
 	Linger  time.Duration `json:"linger"`
+	// MaxEvents is where the lock continues as new (0: defaultMaxEvents). In the
+	// input, not read from a variable, so that a replay decides as the run did.
+	MaxEvents int `json:"maxEvents,omitempty"`
 }
 
 type grant struct {
@@ -76,9 +79,12 @@ const (
 	statusMissing = "missing"
 )
 
-// maxEvents bounds the lock's history; a lock held for hours continues as
-// new long before the server's own suggestion.
-var maxEvents = 2000
+// defaultMaxEvents bounds the history of one lock run: a lock held for hours
+// continues as new long before the server's own suggestion.
+const defaultMaxEvents = 2000
+
+// maxEvents is what new locks get; tests shorten it.
+var maxEvents = defaultMaxEvents
 
 func (s *lockInput) find(id string) int {
 	for i, h := range s.Holders {
@@ -176,7 +182,11 @@ func lockWorkflow(ctx workflow.Context, in lockInput) error {
 		}
 		st.check(ctx, actx)
 		info := workflow.GetInfo(ctx)
-		if info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > maxEvents {
+		limit := st.MaxEvents
+		if limit <= 0 {
+			limit = defaultMaxEvents
+		}
+		if info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > limit {
 			_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 			return workflow.NewContinueAsNewError(ctx, LockWorkflow, *st)
 		}
