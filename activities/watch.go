@@ -156,14 +156,20 @@ func WatchHeartbeatTimeout(interval, sampleTimeout time.Duration) time.Duration 
 // another worker resumes the window from the heartbeat instead of the deploy
 // failing.
 func (w *watcher) cancelled(ctx context.Context, p *WatchProgress) (WatchResult, error) {
-	r := w.finish(p)
 	cause := context.Cause(ctx)
 	if temporal.IsCanceledError(cause) {
+		// No last heartbeat: the server refuses it once the cancellation
+		// is delivered, and the details carry the result instead.
+		p.Result.EndedAt = nowMs()
+		r := p.Result
 		return r, temporal.NewApplicationErrorWithOptions("watch stopped: "+cause.Error(), "Stopped",
 			temporal.ApplicationErrorOptions{NonRetryable: true, Category: temporal.ApplicationErrorCategoryBenign, Cause: temporal.NewCanceledError(r)})
 	}
+	// The SDK sends the last heartbeat with a failed attempt: the retry
+	// resumes from everything seen here.
+	r := w.finish(p)
 	return r, temporal.NewApplicationErrorWithOptions("watch interrupted ("+cause.Error()+"); the next attempt resumes from the last heartbeat",
-		"Interrupted", temporal.ApplicationErrorOptions{Cause: cause})
+		"Interrupted", temporal.ApplicationErrorOptions{Category: temporal.ApplicationErrorCategoryBenign, Cause: cause})
 }
 
 // Watch samples the canary's metrics every interval and judges them by the
