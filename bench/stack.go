@@ -19,6 +19,7 @@ import (
 	"github.com/drillship/drillship/bench/noop"
 	"github.com/drillship/drillship/deploys"
 	"github.com/drillship/drillship/devenv"
+	"github.com/drillship/drillship/lease"
 	"github.com/drillship/drillship/specfile"
 	"github.com/drillship/drillship/worker"
 	"github.com/drillship/drillship/workflows"
@@ -43,6 +44,7 @@ func startNoopStack(ctx context.Context) (*noopStack, error) {
 	s := &noopStack{env: env, store: noop.NewStore()}
 	s.w = sdkworker.New(env.Client, workflows.TaskQueue, sdkworker.Options{})
 	worker.Register(s.w, activities.New(activities.NewRegistry(s.store.Provider()), quiet))
+	lease.Register(s.w, env.Client) // deploys take their lease
 	RegisterFloor(s.w)
 	if err := s.w.Start(); err != nil {
 		env.Close()
