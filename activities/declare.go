@@ -110,6 +110,9 @@ type Backends struct {
 	Known []string
 	// Where says where Known comes from, for messages ("config.servers").
 	Where string
+	// Regions the provider knows of when Kind is not region, so that a
+	// region named on a version-level target is called what it is.
+	Regions []string
 }
 
 // Num returns a pointer to v, for Field.Min and Field.Max.

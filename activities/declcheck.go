@@ -462,3 +462,167 @@ func (d Declaration) ActionNames() []string {
 	}
 	return out
 }
+
+// CheckTarget checks that t names a provider offering capability and that
+// its settings are what the provider declares; settings that pass the
+// declaration are then given to the constructor, which may know more.
+// Paths are relative to the target ("provider", "config.timeout").
+func (r *Registry) CheckTarget(capability string, t Target) []Problem {
+	p, err := r.lookup(capability, t)
+	if err != nil {
+		return []Problem{{"provider", strings.TrimPrefix(err.Error(), "provider: ")}}
+	}
+	if p.Declare != nil {
+		var ps []Problem
+		for _, pr := range CheckConfig(p.Declare(capability).Config, t.Config) {
+			ps = append(ps, Problem{"config." + pr.Path, pr.Msg})
+		}
+		if len(ps) > 0 {
+			return ps
+		}
+	}
+	if err := r.Validate(capability, t); err != nil {
+		return []Problem{{"config", strings.TrimPrefix(strings.TrimPrefix(err.Error(), fmt.Sprintf("config (provider %s): ", t.Provider)), "config: ")}}
+	}
+	return nil
+}
+
+// Threshold is a check's bounds as written, for CheckQuery.
+type Threshold struct {
+	Name string // "max", "min", "ignoreBelow"
+	V    *float64
+}
+
+// CheckQuery checks a query (a check or an analysis metric) against a
+// signals declaration: the metric is one the provider answers (or an expr
+// where it takes one), the scope keys are the metric's, the params are
+// declared, and the thresholds lie in the metric's range (a rate is 0..1).
+//
+// scopes maps the field a scope is written in ("scope", "canaryScope") to
+// the scope.
+func CheckQuery(provider string, d Declaration, q Query, scopes map[string]map[string]string, th ...Threshold) []Problem {
+	var ps []Problem
+	md, declared := d.Metric(q.Metric)
+	switch {
+	case q.Expr != "" && !d.Expr:
+		ps = append(ps, Problem{"expr", fmt.Sprintf("not used by provider %s: name a metric (allowed: %s)", provider, strings.Join(d.MetricNames(), ", "))})
+	case q.Expr == "" && d.ExprOnly:
+		ps = append(ps, Problem{"expr", fmt.Sprintf("missing: provider %s answers expressions (PromQL); the metric name is only a label", provider)})
+	case q.Expr == "" && q.Metric != "" && !declared && !d.AnyMetric:
+		ps = append(ps, Problem{"metric", fmt.Sprintf("%q is not a metric of provider %s (allowed: %s)", q.Metric, provider, strings.Join(d.MetricNames(), ", "))})
+	}
+	if declared && q.Expr == "" {
+		fields := make([]string, 0, len(scopes))
+		for f := range scopes {
+			fields = append(fields, f)
+		}
+		sort.Strings(fields)
+		for _, field := range fields {
+			sc := scopes[field]
+			for _, k := range sortedStrKeys(sc) {
+				if !slices.Contains(md.Scopes, k) {
+					allowed := "none"
+					if len(md.Scopes) > 0 {
+						allowed = strings.Join(md.Scopes, ", ")
+					}
+					ps = append(ps, Problem{field + "." + k, fmt.Sprintf("%s of provider %s cannot be narrowed by %s (allowed: %s)", q.Metric, provider, k, allowed)})
+				}
+			}
+		}
+	}
+	if d.QueryParams != nil || !d.AnyMetric {
+		ps = append(ps, CheckParams(d.QueryParams, q.Params)...)
+	}
+	if !declared {
+		md, declared = PortableMetric(q.Metric)
+	}
+	if declared {
+		for _, t := range th {
+			if t.V == nil {
+				continue
+			}
+			if (md.Min != nil && *t.V < *md.Min) || (md.Max != nil && *t.V > *md.Max) {
+				ps = append(ps, Problem{t.Name, fmt.Sprintf("%g is out of range for %s (%s): allowed %s", *t.V, md.Name, md.Unit, bounds(Field{Min: md.Min, Max: md.Max}))})
+			}
+		}
+	}
+	return ps
+}
+
+func sortedStrKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+var versionLabel = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// CheckFault checks a fault against a faults declaration. known lists what
+// exists for params of a Format ("region": the regions), when known.
+func CheckFault(provider string, d Declaration, f Fault, known map[string][]string) []Problem {
+	if d.AnyFault || (len(d.Faults) == 0 && d.Config == nil) {
+		return nil
+	}
+	fd, ok := d.Fault(f.Kind)
+	if !ok {
+		return []Problem{{"kind", fmt.Sprintf("%q is not a fault of provider %s (allowed: %s)", f.Kind, provider, strings.Join(d.FaultKinds(), ", "))}}
+	}
+	return append(CheckParams(fd.Params, f.Params), checkKnown(fd.Params, f.Params, known)...)
+}
+
+func checkKnown(fields []Field, params map[string]string, known map[string][]string) []Problem {
+	var ps []Problem
+	for _, fl := range fields {
+		v, ok := params[fl.Name]
+		if !ok {
+			continue
+		}
+		switch fl.Format {
+		case "version":
+			if !versionLabel.MatchString(v) {
+				ps = append(ps, Problem{"params." + fl.Name, fmt.Sprintf("%q is not a version label (letters, digits, '.', '_', '-'; up to 63)", v)})
+			}
+		case "region":
+			if list := known["region"]; list != nil && !slices.Contains(list, v) {
+				ps = append(ps, Problem{"params." + fl.Name, fmt.Sprintf("%q is not a region of %s (allowed: %s)", v, knownWhere(known), strings.Join(list, ", "))})
+			}
+		}
+	}
+	return ps
+}
+
+func knownWhere(known map[string][]string) string {
+	if w := known["where"]; len(w) > 0 {
+		return w[0]
+	}
+	return "the environment"
+}
+
+// CheckAction checks a runner action against a runner declaration.
+func CheckAction(provider string, d Declaration, a Action) []Problem {
+	if d.AnyAction {
+		var ps []Problem
+		if len(a.Argv) == 0 {
+			ps = append(ps, Problem{"argv", fmt.Sprintf("missing: provider %s runs argv (a command and its arguments)", provider)})
+		}
+		if len(d.Actions) > 0 {
+			ps = append(ps, CheckParams(d.Actions[0].Params, a.Params)...)
+		}
+		return ps
+	}
+	if len(d.Actions) == 0 {
+		return nil
+	}
+	ad, ok := d.Action(a.Name)
+	if !ok {
+		return []Problem{{"name", fmt.Sprintf("%q is not an action of provider %s (allowed: %s)", a.Name, provider, strings.Join(d.ActionNames(), ", "))}}
+	}
+	var ps []Problem
+	if len(a.Argv) > 0 {
+		ps = append(ps, Problem{"argv", fmt.Sprintf("provider %s runs named actions, not commands (use the exec provider)", provider)})
+	}
+	return append(ps, CheckParams(ad.Params, a.Params)...)
+}

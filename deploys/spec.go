@@ -6,6 +6,7 @@ import (
 	"embed"
 	"fmt"
 	"regexp"
+	"slices"
 
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/analysis"
@@ -89,8 +90,73 @@ type Checker interface {
 	Validate(capability string, t activities.Target) error
 }
 
+// Declarer is a Checker that knows what each provider declares (the
+// activities.Registry is one): specs are then checked against the
+// declarations (metric names, fault kinds, actions, weight keys, settings
+// and their types, secrets), not only by the providers' constructors.
+type Declarer interface {
+	Checker
+	CheckTarget(capability string, t activities.Target) []activities.Problem
+	Declared(name, capability string) (activities.Declaration, bool)
+}
+
+// CheckTarget reports t's problems at path ("traffic", "analysis"):
+// against the declarations when reg is a Declarer, else the constructor's.
+func CheckTarget(c *specfile.Checker, reg Checker, path, capability string, t activities.Target) {
+	if reg == nil {
+		return
+	}
+	d, ok := reg.(Declarer)
+	if !ok {
+		c.Check(path, reg.Validate(capability, t))
+		return
+	}
+	for _, p := range d.CheckTarget(capability, t) {
+		c.Fail(joinPath(path, p.Path), "%s", p.Msg)
+	}
+}
+
+func joinPath(prefix, p string) string {
+	if prefix == "" {
+		return p
+	}
+	if p == "" {
+		return prefix
+	}
+	return prefix + "." + p
+}
+
+// Report records declaration problems under path.
+func Report(c *specfile.Checker, path string, ps []activities.Problem) {
+	for _, p := range ps {
+		c.Fail(joinPath(path, p.Path), "%s", p.Msg)
+	}
+}
+
+// drillKeys are top-level fields only a drill spec has.
+var drillKeys = []string{"inject", "steadyState", "detection", "mitigation", "recovery"}
+
+// OtherKind says "this is a drill spec" when data is one, so that a spec
+// given to the wrong command gets one line instead of a dozen unknown
+// fields.
+func OtherKind(file string, data []byte) error {
+	keys := specfile.TopKeys(data)
+	if keys == nil || keys["service"] > 0 || keys["analysis"] > 0 {
+		return nil
+	}
+	for _, k := range drillKeys {
+		if line := keys[k]; line > 0 {
+			return specfile.Errors{{File: file, Line: line, Msg: "this is a drill spec, not a deploy spec (check it with `drillship drill validate`, run it with `drillship drill run`)"}}
+		}
+	}
+	return nil
+}
+
 // Parse decodes and validates a spec. file names it in errors.
 func Parse(file string, data []byte, reg Checker) (*Spec, error) {
+	if err := OtherKind(file, data); err != nil {
+		return nil, err
+	}
 	var s Spec
 	root, err := specfile.Decode(file, data, &s)
 	if err != nil {
@@ -153,39 +219,45 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 	if !nameRe.MatchString(s.Service) {
 		c.Fail("service", "%q is not a service name (lower-case letters, digits and '-', up to 63)", s.Service)
 	}
-	if reg != nil {
-		c.Check("traffic", reg.Validate(activities.CapTraffic, s.Traffic))
-		c.Check("release", reg.Validate(activities.CapRelease, s.Release))
-		c.Check("analysis", reg.Validate(activities.CapSignals, s.Analysis.Target))
+	if !nameRe.MatchString(s.Environment) {
+		c.Fail("environment", "%q is not an environment name (lower-case letters, digits and '-', up to 63)", s.Environment)
 	}
+	CheckTarget(c, reg, "traffic", activities.CapTraffic, s.Traffic)
+	CheckTarget(c, reg, "release", activities.CapRelease, s.Release)
+	CheckTarget(c, reg, "analysis", activities.CapSignals, s.Analysis.Target)
 	switch s.TrafficKeys {
 	case KeysVersion, KeysRole:
 	default:
 		c.Fail("trafficKeys", "%q is not allowed (allowed: version, role)", s.TrafficKeys)
+	}
+	d, _ := reg.(Declarer)
+	if d != nil {
+		if td, ok := d.Declared(s.Traffic.Provider, activities.CapTraffic); ok && td.Backends != nil {
+			if b := td.Backends(s.Traffic.Config); b.Kind == "region" {
+				c.Fail("traffic.config.level", "region: a deploy moves traffic between versions (write level: version, or leave it out)")
+			}
+		}
 	}
 	switch s.OnFailure {
 	case "rollback", "pause":
 	default:
 		c.Fail("onFailure", "%q is not allowed (allowed: rollback, pause)", s.OnFailure)
 	}
-	if s.Bake < 0 {
-		c.Fail("bake", "must not be negative, got %s", s.Bake)
-	}
-	if s.Artifacts.Keep < 2 {
-		c.Fail("artifacts.keep", "must be at least 2 (the current version and the rollback target), got %d", s.Artifacts.Keep)
+	c.Range("bake", s.Bake.D(), 0, specfile.MaxDuration, true)
+	if s.Artifacts.Keep < 2 || s.Artifacts.Keep > specfile.MaxCount {
+		c.Fail("artifacts.keep", "%d is out of range (allowed: 2..%d: the current version and the rollback target at least)", s.Artifacts.Keep, specfile.MaxCount)
 	}
 	a := s.Analysis
-	if a.Interval <= 0 {
-		c.Fail("analysis.interval", "must be positive, got %s", a.Interval)
-	}
-	if a.FailureLimit < 0 {
-		c.Fail("analysis.failureLimit", "must not be negative, got %d", a.FailureLimit)
-	}
-	if a.MinRequests < 0 {
-		c.Fail("analysis.minRequests", "must not be negative, got %d", a.MinRequests)
-	}
+	c.Range("analysis.interval", a.Interval.D(), specfile.MinAnalysisInterval, specfile.MaxInterval, false)
+	c.Count("analysis.failureLimit", a.FailureLimit, 0, specfile.MaxCount)
+	c.Count("analysis.minRequests", a.MinRequests, 0, 1_000_000)
 	if len(a.Metrics) == 0 {
 		c.Fail("analysis.metrics", "at least one metric is needed: a deploy that watches nothing must not promote")
+	}
+	var sd activities.Declaration
+	declared := false
+	if d != nil {
+		sd, declared = d.Declared(a.Provider, activities.CapSignals)
 	}
 	seen := map[string]bool{}
 	for i, m := range a.Metrics {
@@ -202,14 +274,23 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 		if m.Max == nil && m.MaxVsBaseline == nil {
 			c.Fail(p, "needs max, maxVsBaseline or both")
 		}
-		if m.MaxVsBaseline != nil && *m.MaxVsBaseline < 1 {
-			c.Fail(p+".maxVsBaseline", "must be at least 1 (a ratio to the stable version), got %g", *m.MaxVsBaseline)
+		if m.MaxVsBaseline != nil && (*m.MaxVsBaseline < 1 || *m.MaxVsBaseline > 1000) {
+			c.Fail(p+".maxVsBaseline", "%g is out of range (allowed: 1..1000, a ratio to the stable version)", *m.MaxVsBaseline)
 		}
-		if m.Window < 0 {
-			c.Fail(p+".window", "must not be negative, got %s", m.Window)
-		}
+		c.Range(p+".window", m.Window.D(), specfile.MinWindow, specfile.MaxWindow, true)
 		if m.IgnoreBelow < 0 {
-			c.Fail(p+".ignoreBelow", "must not be negative, got %g", m.IgnoreBelow)
+			c.Fail(p+".ignoreBelow", "%g is out of range (allowed: 0 or more)", m.IgnoreBelow)
+		}
+		if declared {
+			q := activities.Query{Metric: m.Metric, Expr: m.Expr, Params: m.Params}
+			scopes := map[string]map[string]string{"canaryScope": m.CanaryScope, "baselineScope": m.BaselineScope}
+			ig := m.IgnoreBelow
+			Report(c, p, activities.CheckQuery(a.Provider, sd, q, scopes,
+				activities.Threshold{Name: "max", V: m.Max}, activities.Threshold{Name: "ignoreBelow", V: &ig}))
+			// A canary is judged by version unless the scopes say otherwise.
+			if md, ok := sd.Metric(m.Metric); ok && m.Expr == "" && m.CanaryScope == nil && !slices.Contains(md.Scopes, "version") {
+				c.Fail(p+".canaryScope", "missing: %s of provider %s cannot be narrowed by version, which is how a canary is told from stable (set canaryScope and baselineScope)", m.Metric, a.Provider)
+			}
 		}
 	}
 	if len(s.Steps) == 0 {
@@ -224,9 +305,7 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 		case st.Weight <= prev:
 			c.Fail(p+".weight", "weights must increase from step to step: %d follows %d", st.Weight, prev)
 		}
-		if st.Pause < 0 {
-			c.Fail(p+".pause", "must not be negative, got %s", st.Pause)
-		}
+		c.Range(p+".pause", st.Pause.D(), 0, specfile.MaxDuration, true)
 		if st.Pause > 0 && st.Pause < a.Interval {
 			c.Fail(p+".pause", "%s is shorter than analysis.interval %s: no sample would be taken", st.Pause, a.Interval)
 		}

@@ -6,6 +6,7 @@ import (
 	"embed"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -172,17 +173,36 @@ type Schedule struct {
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
-// Checker validates provider settings; the activities.Registry is one.
-type Checker interface {
-	Validate(capability string, t activities.Target) error
-}
+// Checker validates provider settings; the activities.Registry is one (and
+// a deploys.Declarer: specs are then checked against the declarations).
+type Checker = deploys.Checker
 
 // CalendarCheck validates a calendar expression (set by the schedule package
 // to avoid an import cycle; nil skips the check).
 var CalendarCheck func(string) error
 
+// deployKeys are top-level fields only a deploy spec has.
+var deployKeys = []string{"service", "analysis", "steps", "release", "trafficKeys", "bake"}
+
+// OtherKind says "this is a deploy spec" when data is one.
+func OtherKind(file string, data []byte) error {
+	keys := specfile.TopKeys(data)
+	if keys == nil || keys["inject"] > 0 || keys["steadyState"] > 0 {
+		return nil
+	}
+	for _, k := range deployKeys {
+		if line := keys[k]; line > 0 {
+			return specfile.Errors{{File: file, Line: line, Msg: "this is a deploy spec, not a drill spec (check it with `drillship deploy validate`, start it with `drillship deploy start --version V`)"}}
+		}
+	}
+	return nil
+}
+
 // Parse decodes and validates a drill spec; file names it in errors.
 func Parse(file string, data []byte, reg Checker) (*Spec, error) {
+	if err := OtherKind(file, data); err != nil {
+		return nil, err
+	}
 	var s Spec
 	root, err := specfile.Decode(file, data, &s)
 	if err != nil {
@@ -246,11 +266,13 @@ func (s *Spec) applyDefaults() {
 	if s.Detection.Interval == 0 {
 		s.Detection.Interval = specfile.Duration(time.Second)
 	}
+	// Derived timeouts come from a usable target only: a negative target is
+	// reported on targets.*, not on a timeout the user never wrote.
 	if s.Detection.Timeout == 0 {
-		s.Detection.Timeout = specfile.Duration(5 * s.Targets.Detection)
+		s.Detection.Timeout = specfile.Duration(5 * positiveOr(s.Targets.Detection, d.Detection))
 	}
 	if s.Mitigation.Timeout == 0 {
-		s.Mitigation.Timeout = specfile.Duration(2 * s.Targets.Mitigation)
+		s.Mitigation.Timeout = specfile.Duration(2 * positiveOr(s.Targets.Mitigation, d.Mitigation))
 	}
 	if s.Recovery.Interval == 0 {
 		s.Recovery.Interval = s.Detection.Interval
@@ -276,6 +298,13 @@ func (s *Spec) applyDefaults() {
 	if s.Guardrails.MaxDuration == 0 {
 		s.Guardrails.MaxDuration = specfile.Duration(time.Hour)
 	}
+}
+
+func positiveOr(v, def time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return def
 }
 
 // Target returns the target for a capability: the step's own, else the
@@ -335,12 +364,30 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 	if !nameRe.MatchString(s.Name) {
 		c.Fail("name", "%q is not a drill name (lower-case letters, digits and '-', up to 63)", s.Name)
 	}
-	if s.MinRequests < 0 {
-		c.Fail("minRequests", "must not be negative, got %g", s.MinRequests)
+	if !nameRe.MatchString(s.Environment) {
+		c.Fail("environment", "%q is not an environment name (lower-case letters, digits and '-', up to 63)", s.Environment)
+	}
+	if s.MinRequests < 0 || s.MinRequests > 1_000_000 {
+		c.Fail("minRequests", "%g is out of range (allowed: 0..1000000)", s.MinRequests)
 	}
 	if s.Load < 0 || s.Load > 10 {
-		c.Fail("load", "must be 0..10 (a multiple of normal load), got %g", s.Load)
+		c.Fail("load", "%g is out of range (allowed: 0..10, a multiple of normal load)", s.Load)
 	}
+	for _, pt := range []struct {
+		path, capability string
+		t                *activities.Target
+	}{
+		{"providers.traffic", activities.CapTraffic, s.Providers.Traffic},
+		{"providers.signals", activities.CapSignals, s.Providers.Signals},
+		{"providers.faults", activities.CapFaults, s.Providers.Faults},
+		{"providers.runner", activities.CapRunner, s.Providers.Runner},
+		{"providers.database", activities.CapDatabase, s.Providers.Database},
+	} {
+		if pt.t != nil {
+			deploys.CheckTarget(c, reg, pt.path, pt.capability, *pt.t)
+		}
+	}
+	s.checkLoad(c, reg)
 	if len(s.SteadyState) == 0 {
 		c.Fail("steadyState", "at least one check is needed: a drill must know what normal looks like before it breaks anything")
 	}
@@ -358,8 +405,8 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 		c.Fail("detection.signals", "at least one signal is needed")
 	}
 	s.checks(c, reg, "detection.signals", s.Detection.Signals, false)
-	positive(c, "detection.interval", s.Detection.Interval)
-	positive(c, "detection.timeout", s.Detection.Timeout)
+	c.Range("detection.interval", s.Detection.Interval.D(), specfile.MinDrillInterval, specfile.MaxInterval, false)
+	c.Range("detection.timeout", s.Detection.Timeout.D(), time.Second, specfile.MaxDuration, false)
 	switch s.Mitigation.Mode {
 	case ModeAutomated:
 		if len(s.Mitigation.Steps) == 0 && !s.DeployInjected() {
@@ -374,50 +421,60 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 		c.Fail("mitigation.slo", "at least one check is needed: it says when customer impact has stopped")
 	}
 	s.checks(c, reg, "mitigation.slo", s.Mitigation.SLO, false)
-	positive(c, "mitigation.timeout", s.Mitigation.Timeout)
-	s.checks(c, reg, "recovery.checks", s.Recovery.Checks, false)
-	positive(c, "recovery.timeout", s.Recovery.Timeout)
-	positive(c, "recovery.interval", s.Recovery.Interval)
-	if s.Recovery.HoldFor < 0 {
-		c.Fail("recovery.holdFor", "must not be negative, got %s", s.Recovery.HoldFor)
+	c.Range("mitigation.timeout", s.Mitigation.Timeout.D(), time.Second, specfile.MaxDuration, false)
+	if c.Has("recovery.checks") {
+		s.checks(c, reg, "recovery.checks", s.Recovery.Checks, false)
 	}
+	c.Range("recovery.timeout", s.Recovery.Timeout.D(), time.Second, specfile.MaxDuration, false)
+	c.Range("recovery.interval", s.Recovery.Interval.D(), specfile.MinDrillInterval, specfile.MaxInterval, false)
+	c.Range("recovery.holdFor", s.Recovery.HoldFor.D(), 0, specfile.MaxDuration, true)
 	s.steps(c, reg, "restore", s.Restore)
 	for i, st := range s.Restore {
 		if st.Fault != nil {
 			c.Fail(fmt.Sprintf("restore[%d].fault", i), "restore does not inject faults; injected faults are stopped on their own")
 		}
 	}
-	positive(c, "guardrails.maxDuration", s.Guardrails.MaxDuration)
-	positive(c, "guardrails.interval", s.Guardrails.Interval)
+	c.Range("guardrails.maxDuration", s.Guardrails.MaxDuration.D(), time.Second, specfile.MaxDuration, false)
+	c.Range("guardrails.interval", s.Guardrails.Interval.D(), specfile.MinDrillInterval, specfile.MaxInterval, false)
 	s.checks(c, reg, "guardrails.checks", s.Guardrails.Checks, true)
 	for _, t := range []struct {
 		name string
 		d    time.Duration
 	}{{"detection", s.Targets.Detection}, {"engagement", s.Targets.Engagement}, {"diagnosis", s.Targets.Diagnosis}, {"mitigation", s.Targets.Mitigation}, {"recovery", s.Targets.Recovery}} {
-		if t.d < 0 {
-			c.Fail("targets."+t.name, "must not be negative, got %s", t.d)
-		}
+		c.Range("targets."+t.name, t.d, 0, specfile.MaxDuration, true)
 	}
 	if s.Workload != nil {
 		if s.Providers.Database == nil {
 			c.Fail("workload", "needs providers.database (the workload writes to it)")
 		}
-		if s.Workload.Interval < 0 || s.Workload.HoldFor < 0 {
-			c.Fail("workload", "interval and holdFor must not be negative")
-		}
+		c.Range("workload.interval", s.Workload.Interval.D(), 0, specfile.MaxInterval, true)
+		c.Range("workload.holdFor", s.Workload.HoldFor.D(), 0, specfile.MaxDuration, true)
 	}
 	if s.Schedule != nil && CalendarCheck != nil {
 		c.Check("schedule.calendar", CalendarCheck(s.Schedule.Calendar))
 	}
 }
 
-func positive(c *specfile.Checker, path string, d specfile.Duration) {
-	if d <= 0 {
-		c.Fail(path, "must be positive, got %s", d)
+// checkLoad: load is applied by the runner's load action; without one it
+// would silently never be applied.
+func (s *Spec) checkLoad(c *specfile.Checker, reg Checker) {
+	if s.Load <= 0 {
+		return
+	}
+	if s.Providers.Runner == nil {
+		c.Fail("load", "%g needs providers.runner, a runner with a load action (such as {provider: local}): without one the load is never applied", s.Load)
+		return
+	}
+	if d, ok := reg.(deploys.Declarer); ok {
+		rd, ok := d.Declared(s.Providers.Runner.Provider, activities.CapRunner)
+		if _, has := rd.Action("load"); ok && !has {
+			c.Fail("load", "%g needs a runner with a load action; provider %s has none (the local provider has)", s.Load, s.Providers.Runner.Provider)
+		}
 	}
 }
 
 func (s *Spec) checks(c *specfile.Checker, reg Checker, path string, cs []activities.Check, guard bool) {
+	d, _ := reg.(deploys.Declarer)
 	seen := map[string]bool{}
 	for i, ch := range cs {
 		p := fmt.Sprintf("%s[%d]", path, i)
@@ -433,28 +490,38 @@ func (s *Spec) checks(c *specfile.Checker, reg Checker, path string, cs []activi
 		if ch.Max == nil && ch.Min == nil {
 			c.Fail(p, "needs max or min: a check without a threshold never fails")
 		}
-		if ch.Window < 0 {
-			c.Fail(p+".window", "must not be negative, got %s", ch.Window)
+		if ch.Max != nil && ch.Min != nil && *ch.Min > *ch.Max {
+			c.Fail(p+".min", "%g is above max %g: the check could never pass", *ch.Min, *ch.Max)
 		}
-		if ch.For < 0 {
-			c.Fail(p+".for", "must not be negative, got %s", ch.For)
-		}
-		if ch.MinRequests < 0 {
-			c.Fail(p+".minRequests", "must not be negative, got %g", ch.MinRequests)
+		c.Range(p+".window", ch.Window, specfile.MinWindow, specfile.MaxWindow, true)
+		c.Range(p+".for", ch.For, 0, specfile.MaxWindow, true)
+		if ch.MinRequests < 0 || ch.MinRequests > 1_000_000 {
+			c.Fail(p+".minRequests", "%g is out of range (allowed: 0..1000000)", ch.MinRequests)
 		}
 		if !guard && ch.For != 0 {
 			c.Fail(p+".for", "only guardrail checks hold for a duration (use recovery.holdFor)")
 		}
-		if reg != nil {
-			t := s.Target(activities.CapSignals, ch.Target)
-			if err := reg.Validate(activities.CapSignals, t); err != nil {
-				c.Fail(p, "signals %s", err)
-			}
+		t := s.Target(activities.CapSignals, ch.Target)
+		switch {
+		case reg == nil:
+		case ch.Target != nil:
+			deploys.CheckTarget(c, reg, p+".target", activities.CapSignals, t)
+		case s.Providers.Signals == nil:
+			c.Fail(p, "no signals provider: set providers.signals (such as {provider: local}) or the check's target")
+			continue
+		}
+		if d == nil {
+			continue
+		}
+		if sd, ok := d.Declared(t.Provider, activities.CapSignals); ok {
+			deploys.Report(c, p, activities.CheckQuery(t.Provider, sd, ch.Query, map[string]map[string]string{"scope": ch.Scope},
+				activities.Threshold{Name: "max", V: ch.Max}, activities.Threshold{Name: "min", V: ch.Min}))
 		}
 	}
 }
 
 func (s *Spec) steps(c *specfile.Checker, reg Checker, path string, steps []Step) {
+	d, _ := reg.(deploys.Declarer)
 	for i, st := range steps {
 		p := fmt.Sprintf("%s[%d]", path, i)
 		if st.Name == "" {
@@ -465,56 +532,135 @@ func (s *Spec) steps(c *specfile.Checker, reg Checker, path string, steps []Step
 			c.Fail(p, "needs exactly one of fault, weights, failover, action, database, deploy (got %q)", kind)
 			continue
 		}
-		if d := st.Deploy; d != nil {
+		if dp := st.Deploy; dp != nil {
 			if !strings.HasPrefix(path, "inject") {
 				c.Fail(p+".deploy", "deploy steps belong in inject")
 			}
-			if err := deploys.ValidateVersion(d.Version); err != nil {
-				c.Fail(p+".deploy.version", "%v", err)
+			if err := deploys.ValidateVersion(dp.Version); err != nil {
+				c.Fail(p+".deploy.version", "%v", strings.TrimPrefix(err.Error(), "--version: "))
 			}
-			ds, err := deploys.Load(d.Spec, reg)
+			ds, err := deploys.Load(dp.Spec, reg)
 			if err != nil {
 				c.Fail(p+".deploy.spec", "%v", err)
 			} else {
-				d.Resolved = ds
+				dp.Resolved = ds
 			}
 			continue
+		}
+		capability := st.Capability()
+		t := s.Target(capability, st.Target)
+		if reg != nil {
+			if st.Target == nil && t.Provider == "" {
+				c.Fail(p, "no %s provider: set providers.%s (or the step's target)", capability, capability)
+				continue
+			}
+			wp := "providers." + capability
+			if st.Target != nil {
+				wp = p + ".target"
+			}
+			if st.Target != nil {
+				deploys.CheckTarget(c, reg, wp, capability, t)
+			}
+		}
+		var decl activities.Declaration
+		declared := false
+		if d != nil {
+			decl, declared = d.Declared(t.Provider, capability)
 		}
 		w, wp := st.Weights, p+".weights"
 		if st.Failover != nil {
 			w, wp = st.Failover.Weights, p+".failover.weights"
 			s.checks(c, reg, p+".failover.verify", st.Failover.Verify, false)
+			c.Range(p+".failover.timeout", st.Failover.Timeout.D(), 0, specfile.MaxDuration, true)
 			if len(w) == 0 {
 				c.Fail(p+".failover.weights", "missing")
 			}
 		}
-		for _, k := range sortedKeys(w) {
-			if v := w[k]; v < 0 || v > 100 {
-				c.Fail(wp+"."+k, "must be 0..100, got %d", v)
+		if len(w) > 0 {
+			var b *activities.Backends
+			if declared && decl.Backends != nil {
+				bk := decl.Backends(t.Config)
+				b = &bk
+			}
+			CheckWeights(c, wp, w, b, t)
+		}
+		if f := st.Fault; f != nil {
+			if f.Kind == "" {
+				c.Fail(p+".fault.kind", "missing")
+			} else if declared {
+				deploys.Report(c, p+".fault", activities.CheckFault(t.Provider, decl, *f, s.knownRegions(d, t.Provider)))
 			}
 		}
-		if st.Fault != nil && st.Fault.Kind == "" {
-			c.Fail(p+".fault.kind", "missing")
+		if a := st.Action; a != nil {
+			if a.Name == "" {
+				c.Fail(p+".action.name", "missing")
+			} else if declared {
+				deploys.Report(c, p+".action", activities.CheckAction(t.Provider, decl, *a))
+			}
 		}
-		if st.Action != nil && st.Action.Name == "" {
-			c.Fail(p+".action.name", "missing")
-		}
-		if d := st.Database; d != nil {
-			switch d.Op {
+		if db := st.Database; db != nil {
+			switch db.Op {
 			case "promote", "fence", "rebuild":
 			default:
-				c.Fail(p+".database.op", "%q is not allowed (allowed: promote, fence, rebuild)", d.Op)
+				c.Fail(p+".database.op", "%q is not allowed (allowed: promote, fence, rebuild)", db.Op)
 			}
-			if d.Node == "" {
+			if db.Node == "" {
 				c.Fail(p+".database.node", "missing")
 			}
 		}
-		if reg != nil {
-			capability := st.Capability()
-			if err := reg.Validate(capability, s.Target(capability, st.Target)); err != nil {
-				c.Fail(p, "%s %s", capability, err)
-			}
+	}
+}
+
+// knownRegions are the regions a fault of provider may name, as far as the
+// drill's region-level traffic target of the same provider declares them.
+func (s *Spec) knownRegions(d deploys.Declarer, provider string) map[string][]string {
+	t := s.Providers.Traffic
+	if d == nil || t == nil || t.Provider != provider {
+		return nil
+	}
+	td, ok := d.Declared(t.Provider, activities.CapTraffic)
+	if !ok || td.Backends == nil {
+		return nil
+	}
+	if b := td.Backends(t.Config); b.Kind == "region" && b.Known != nil {
+		return map[string][]string{"region": b.Known, "where": {b.Where}}
+	}
+	return nil
+}
+
+// CheckWeights checks a weights step: each 0..100; keys the traffic target
+// has (when its settings or the world say which); a region named on a
+// version-level target called what it is; and a full set (every known key
+// given) summing to 100, since that is the whole of the traffic.
+func CheckWeights(c *specfile.Checker, path string, w activities.Weights, b *activities.Backends, t activities.Target) {
+	sum := 0
+	for _, k := range sortedKeys(w) {
+		v := w[k]
+		sum += v
+		if v < 0 || v > 100 {
+			c.Fail(path+"."+k, "%d is out of range (allowed: 0..100)", v)
 		}
+		if b == nil {
+			continue
+		}
+		if b.Kind != "region" && slices.Contains(b.Regions, k) {
+			c.Fail(path+"."+k, "%q is a region, but this traffic target (provider %s) moves %ss: set its config level: region (providers.traffic: {provider: %s, config: {level: region}})", k, t.Provider, b.Kind, t.Provider)
+			continue
+		}
+		if b.Known != nil && !slices.Contains(b.Known, k) {
+			c.Fail(path+"."+k, "%q is not a %s of %s (allowed: %s)", k, b.Kind, b.Where, strings.Join(b.Known, ", "))
+		}
+	}
+	if b == nil || b.Known == nil {
+		return
+	}
+	for _, k := range b.Known {
+		if _, ok := w[k]; !ok {
+			return
+		}
+	}
+	if sum != 100 {
+		c.Fail(path, "the weights of every %s (%s) add up to %d: a full set must add up to 100", b.Kind, strings.Join(b.Known, ", "), sum)
 	}
 }
 

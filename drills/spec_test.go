@@ -42,7 +42,7 @@ func TestBadDrillSpecs(t *testing.T) {
 		want           []string
 	}{
 		{"unknown mode", "mode: automated", "mode: yolo", []string{"mitigation.mode", "allowed: automated, gameday"}},
-		{"unknown provider", "faults: {provider: local}", "faults: {provider: chaos-monkey}", []string{"inject[0]", `"chaos-monkey"`}},
+		{"unknown provider", "faults: {provider: local}", "faults: {provider: chaos-monkey}", []string{"providers.faults.provider", `"chaos-monkey"`}},
 		{"weights above 100", "weights: {east: 0, west: 100}", "weights: {east: 0, west: 120}", []string{"mitigation.steps[0].failover.weights.west", "0..100"}},
 		{"negative hold", "holdFor: 2s", "holdFor: -2s", []string{"recovery.holdFor", "negative"}},
 		{"check without threshold", "{name: west-up, metric: up, scope: {region: west}, min: 1}\ninject", "{name: west-up, metric: up, scope: {region: west}}\ninject", []string{"steadyState[2]", "needs max or min"}},

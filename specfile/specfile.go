@@ -102,9 +102,167 @@ func Decode(file string, data []byte, out any) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil {
-		return nil, locate(yamlErrors(file, err), data)
+		return nil, explain(locate(yamlErrors(file, err), data), &root, data)
 	}
 	return &root, nil
+}
+
+var (
+	unmarshalRe = regexp.MustCompile("^cannot unmarshal (\\S+) `(.*)` into (\\S+)$")
+	notDurRe    = regexp.MustCompile(`^"(.*)" is not a duration`)
+)
+
+// explain says errors the way a spec writer thinks: the field path at the
+// error's line, the expected type in words (never a Go type), and "tab"
+// for a tab.
+func explain(err error, root *yaml.Node, data []byte) error {
+	es, ok := err.(Errors)
+	if !ok {
+		return err
+	}
+	lines := bytes.Split(data, []byte("\n"))
+	for _, e := range es {
+		if strings.Contains(e.Msg, "cannot start any token") || strings.Contains(e.Msg, "tab character") {
+			if e.Line > 0 && e.Line <= len(lines) && bytes.ContainsRune(lines[e.Line-1], '\t') {
+				e.Msg = "a tab: YAML indents with spaces only (replace the tab with spaces)"
+			}
+			continue
+		}
+		value := ""
+		if m := unmarshalRe.FindStringSubmatch(e.Msg); m != nil {
+			value = m[2]
+			e.Msg = fmt.Sprintf("expected %s, got %s", typeWord(m[3]), given(m[1], m[2]))
+		} else if m := notDurRe.FindStringSubmatch(e.Msg); m != nil {
+			value = m[1]
+		}
+		if e.Field == "" && e.Line > 0 {
+			e.Field = PathAt(root, e.Line, value)
+		}
+	}
+	return es
+}
+
+func given(tag, value string) string {
+	switch tag {
+	case "text", "!!str":
+		return fmt.Sprintf("text %q", value)
+	case "number", "!!int", "!!float":
+		return "number " + value
+	case "!!bool":
+		return "true/false " + value
+	case "list", "!!seq":
+		return "a list"
+	case "mapping", "!!map":
+		return "a mapping"
+	}
+	return value
+}
+
+// typeWord names a Go type in a spec writer's words.
+func typeWord(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "float"):
+		return "a number"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "a whole number"
+	case goType == "bool":
+		return "true or false"
+	case goType == "string":
+		return "text"
+	case goType == "time.Duration":
+		return "a duration such as 30s or 5m"
+	case goType == "activities.Weights" || goType == "map[string]int":
+		return "a mapping of names to numbers (east: 50)"
+	case goType == "map[string]string":
+		return "a mapping of names to text"
+	case strings.HasPrefix(goType, "map["):
+		return "a mapping"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	}
+	return "a mapping" // a struct: a block of fields
+}
+
+// PathAt returns the path ("steps[1].weight") of the field whose key or
+// value is on line, preferring one whose value is value; "" when none.
+func PathAt(root *yaml.Node, line int, value string) string {
+	var best, first string
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				if k.Line == line || (v.Kind == yaml.ScalarNode && v.Line == line) {
+					if first == "" || v.Kind == yaml.ScalarNode && strings.Count(p, ".") > strings.Count(first, ".") {
+						first = p
+					}
+					if best == "" && v.Kind == yaml.ScalarNode && v.Value == value {
+						best = p
+					}
+				}
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if c.Kind == yaml.ScalarNode && c.Line == line && first == "" {
+					first = p
+				}
+				if c.Kind == yaml.ScalarNode && c.Line == line && best == "" && c.Value == value {
+					best = p
+				}
+				walk(c, p)
+			}
+		}
+	}
+	if root != nil {
+		walk(root, "")
+	}
+	if best != "" {
+		return best
+	}
+	return first
+}
+
+// Has reports whether path is written in the file (not a default).
+func (c *Checker) Has(path string) bool {
+	if c.Root == nil {
+		return true
+	}
+	n := c.Root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for _, part := range splitPath(path) {
+		if n = child(n, part); n == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// TopKeys returns the top-level keys of a YAML mapping document, for
+// telling a deploy spec from a drill spec; nil when it is not one.
+func TopKeys(data []byte) map[string]int {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	m := root.Content[0]
+	out := map[string]int{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		out[m.Content[i].Value] = m.Content[i].Line
+	}
+	return out
 }
 
 // locate gives a line to errors yaml.v3 reports without one: it omits

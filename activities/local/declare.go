@@ -35,7 +35,7 @@ func Declare(capability string) activities.Declaration {
 				if cfg["level"] == "region" {
 					return activities.Backends{Kind: "region", Known: DefaultRegions, Where: "the local environment's regions"}
 				}
-				return activities.Backends{Kind: "version", Where: "the local environment's versions"}
+				return activities.Backends{Kind: "version", Where: "the local environment's versions", Regions: DefaultRegions}
 			},
 		}
 	case activities.CapRelease:

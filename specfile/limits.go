@@ -1,0 +1,68 @@
+package specfile
+
+import (
+	"fmt"
+	"time"
+)
+
+// Limits every spec kind applies, with the reasons. Messages give the
+// allowed range; the reference documents these constants.
+const (
+	// MaxWindow: a look-back over a day is a typo, not an SLI.
+	MaxWindow = 24 * time.Hour
+	// MinWindow: one second of requests is the least that says anything.
+	MinWindow = time.Second
+	// MinAnalysisInterval: a deploy's analysis samples at most once a
+	// second (the brief decision: interval >= 1s).
+	MinAnalysisInterval = time.Second
+	// MinDrillInterval: drills time detection below a second, so their
+	// polls may be as fast as 100ms.
+	MinDrillInterval = 100 * time.Millisecond
+	// MaxInterval: sampling less often than hourly watches nothing.
+	MaxInterval = time.Hour
+	// MaxDuration bounds pauses, bakes, timeouts, holds and targets: a
+	// deploy or drill step that waits over a week is a typo (99999h).
+	MaxDuration = 7 * 24 * time.Hour
+	// MaxCount bounds counts such as failureLimit and artifacts.keep.
+	MaxCount = 1000
+)
+
+// Range checks that d lies in lo..hi and reports it on path with the
+// allowed range. Zero is "not set" and passes when zeroOK.
+func (c *Checker) Range(path string, d time.Duration, lo, hi time.Duration, zeroOK bool) {
+	if d == 0 && zeroOK {
+		return
+	}
+	switch {
+	case d < 0 && lo >= 0:
+		c.Fail(path, "%s is negative (allowed: %s..%s)", fmtDur(d), fmtDur(lo), fmtDur(hi))
+	case d < lo || d > hi:
+		c.Fail(path, "%s is out of range (allowed: %s..%s)", fmtDur(d), fmtDur(lo), fmtDur(hi))
+	}
+}
+
+// Count checks that n lies in lo..hi.
+func (c *Checker) Count(path string, n, lo, hi int) {
+	if n < lo || n > hi {
+		c.Fail(path, "%d is out of range (allowed: %d..%d)", n, lo, hi)
+	}
+}
+
+// fmtDur writes durations as people do: 7d rather than 168h0m0s.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d != 0 && d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd (%s)", d/(24*time.Hour), shortDur(d))
+	}
+	return shortDur(d)
+}
+
+func shortDur(d time.Duration) string {
+	s := d.String()
+	for _, suf := range []string{"m0s", "h0m"} {
+		if len(s) > len(suf) && s[len(s)-len(suf):] == suf {
+			s = s[:len(s)-len(suf)+1]
+		}
+	}
+	return s
+}
