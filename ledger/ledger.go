@@ -45,7 +45,7 @@ type BlindSpot struct {
 	Phase   string `json:"phase,omitempty"`
 	From    int64  `json:"from"` // Unix ms
 	To      int64  `json:"to"`
-	Attempt int    `json:"attempt"` // the activity attempt that resumed
+	Attempt int    `json:"attempt,omitempty"` // the activity attempt that resumed; 0: none did (the drill ended first)
 }
 
 // Ms is the blind time.
@@ -53,7 +53,11 @@ func (b BlindSpot) Ms() int64 { return b.To - b.From }
 
 // Describe is the one-line form used in events and reports.
 func (b BlindSpot) Describe() string {
-	return fmt.Sprintf("%s unchecked for %.1f s (no worker ran it; attempt %d resumed)", b.What, float64(b.Ms())/1000, b.Attempt)
+	s := fmt.Sprintf("%s unchecked for %.1f s (no worker ran it", b.What, float64(b.Ms())/1000)
+	if b.Attempt > 0 {
+		s += fmt.Sprintf("; attempt %d resumed", b.Attempt)
+	}
+	return s + ")"
 }
 
 // Event is anything else worth a line in the timeline: a step run, a

@@ -92,6 +92,7 @@ type drill struct {
 	// no pending activity and the workload's writer has stopped before rows
 	// are counted.
 	guardCancel    workflow.CancelFunc
+	guardStopAt    int64 // when the drill stopped the guardrails (Unix ms)
 	guardDone      bool
 	workload       workflow.Future
 	workloadCancel workflow.CancelFunc
@@ -720,11 +721,24 @@ func (d *drill) startGuardrails(dctx workflow.Context) {
 		var r activities.GuardResult
 		err := f.Get(c, &r)
 		var ce *temporal.CanceledError
+		var te *temporal.TimeoutError
 		switch {
 		case err == nil:
 		case errors.As(err, &ce) && ce.HasDetails():
 			_ = ce.Details(&r) // a cancelled guard reports what it saw
 		case temporal.IsCanceledError(err):
+		case d.guardStopAt != 0 && errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_HEARTBEAT:
+			// Cancelled while its worker was gone: Temporal does not retry an
+			// activity whose cancellation was requested, so the heartbeat
+			// timeout ends it. Its last heartbeat was one timeout ago;
+			// nothing watched the guardrails from then until they were stopped.
+			from := workflow.Now(c).UnixMilli() - ao.HeartbeatTimeout.Milliseconds()
+			if from < d.guardStopAt {
+				r.Gaps = append(r.Gaps, activities.Gap{From: from, To: d.guardStopAt})
+			}
+			d.event(workflow.Now(c).UnixMilli(), "guardrail", "the guard's worker was gone when the drill stopped it ("+brief(err)+")")
+		case d.guardStopAt != 0:
+			d.event(workflow.Now(c).UnixMilli(), "guardrail", "the guard ended with an error after it was stopped: "+brief(err))
 		default:
 			d.event(workflow.Now(c).UnixMilli(), "guardrail", "guardrails stopped working: "+brief(err))
 			d.finding("high", "guardrails stopped working before the drill ended", brief(err))
@@ -747,6 +761,7 @@ func (d *drill) stopGuardrails(ctx workflow.Context) {
 	if d.guardCancel == nil {
 		return
 	}
+	d.guardStopAt = workflow.Now(ctx).UnixMilli()
 	d.guardCancel()
 	limit := 2*beatFor(d.spec.Guardrails.Interval.D()) + 5*time.Second
 	if ok, _ := workflow.AwaitWithTimeout(ctx, limit, func() bool { return d.guardDone }); !ok {
@@ -771,9 +786,16 @@ func (d *drill) blind(what string, gaps []activities.Gap) {
 			risk = "a guardrail could have tripped unseen"
 		}
 		d.finding("medium", fmt.Sprintf("%s unchecked for %.1f s", what, float64(ms)/1000),
-			fmt.Sprintf("no worker ran it from %s to %s (attempt %d resumed); %s",
-				time.UnixMilli(g.From).UTC().Format("15:04:05.000"), time.UnixMilli(g.To).UTC().Format("15:04:05.000"), g.Attempt, risk))
+			fmt.Sprintf("no worker ran it from %s to %s%s; %s",
+				time.UnixMilli(g.From).UTC().Format("15:04:05.000"), time.UnixMilli(g.To).UTC().Format("15:04:05.000"), resumedBy(g.Attempt), risk))
 	}
+}
+
+func resumedBy(attempt int) string {
+	if attempt == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (attempt %d resumed)", attempt)
 }
 
 // delayOf is how much unobserved time (crash gaps) came before an
