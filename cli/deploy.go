@@ -43,6 +43,7 @@ func deployCommand() *ucli.Command {
 		Usage: "canary deploys that watch SLIs before they promote",
 		Subcommands: []*ucli.Command{
 			deployStart(),
+			deployValidate(),
 			deployStatus(),
 			idArg("approve", "approve the step or promotion a deploy waits for", workflows.UpdateApprove),
 			idArg("pause", "hold a deploy at its current weight (the canary stays watched)", workflows.UpdatePause),
@@ -67,12 +68,16 @@ func deployStart() *ucli.Command {
 	return &ucli.Command{
 		Name: "start", Usage: "start a canary deploy from a spec", ArgsUsage: "<spec.yaml | shipped name>",
 		Flags: withClientFlags(
-			&ucli.StringFlag{Name: "version", Required: true, Usage: "the version to deploy"},
+			&ucli.StringFlag{Name: "version", Usage: "the version to deploy (required)"},
 			&ucli.BoolFlag{Name: "wait", Usage: "watch it live until it ends; exit 3 unless promoted"},
 			&ucli.StringFlag{Name: "commit-time", Usage: "RFC 3339 time of the commit, for lead time"},
-			whoFlag, outputFlag, localFlag,
+			whoFlag, outputFlag, localFlag, onlineFlag,
 		),
 		Action: func(c *ucli.Context) error {
+			version, err := versionFlagValue(c)
+			if err != nil {
+				return err
+			}
 			path, err := oneArg(c, "deploy spec")
 			if err != nil {
 				return err
@@ -81,11 +86,9 @@ func deployStart() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			version := c.String("version")
-			if err := deploys.ValidateVersion(version); err != nil {
-				return usageErr("%v", err)
-			}
-			spec, err := deploys.Load(path, registry(c))
+			// The same checks as deploy validate, online ones included when
+			// the world is reachable: nothing starts on a spec they refuse.
+			spec, _, err := deploys.LoadChecked(c.Context, path, registry(c), online(c), version)
 			if err != nil {
 				return specErr(err)
 			}

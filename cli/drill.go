@@ -57,30 +57,6 @@ func drillCommand() *ucli.Command {
 	}
 }
 
-func drillValidate() *ucli.Command {
-	return &ucli.Command{
-		Name: "validate", Usage: "check drill specs without running anything", ArgsUsage: "<spec.yaml>...",
-		Flags: []ucli.Flag{localFlag},
-		Action: func(c *ucli.Context) error {
-			if c.NArg() == 0 {
-				return usageErr("drill validate: name at least one spec file")
-			}
-			var bad []string
-			for _, p := range c.Args().Slice() {
-				if _, err := drills.Load(p, registry(c)); err != nil {
-					bad = append(bad, err.Error())
-					continue
-				}
-				fmt.Fprintf(c.App.Writer, "%s: ok\n", p)
-			}
-			if len(bad) > 0 {
-				return ucli.Exit(strings.Join(bad, "\n"), ExitUsage)
-			}
-			return nil
-		},
-	}
-}
-
 func drillRun() *ucli.Command {
 	return &ucli.Command{
 		Name: "run", Usage: "run a drill", ArgsUsage: "<spec.yaml | shipped name>",
@@ -88,7 +64,7 @@ func drillRun() *ucli.Command {
 			&ucli.StringFlag{Name: "mode", Usage: "automated or gameday (default: the spec's)"},
 			&ucli.BoolFlag{Name: "wait", Usage: "watch it live until it ends; exit 3 unless recovered and restored"},
 			&ucli.StringFlag{Name: "report-dir", Usage: "directory the worker writes the reports to", EnvVars: []string{"DRILLSHIP_REPORT_DIR"}},
-			whoFlag, outputFlag, localFlag,
+			whoFlag, outputFlag, localFlag, onlineFlag,
 		),
 		Action: func(c *ucli.Context) error {
 			path, err := oneArg(c, "drill spec")
@@ -103,7 +79,9 @@ func drillRun() *ucli.Command {
 			if mode != "" && mode != drills.ModeAutomated && mode != drills.ModeGameday {
 				return usageErr("--mode: %q is not allowed (allowed: automated, gameday)", mode)
 			}
-			spec, err := drills.Load(path, registry(c))
+			// The same checks as drill validate, online ones included when
+			// the world is reachable: nothing starts on a spec they refuse.
+			spec, _, err := drills.LoadChecked(c.Context, path, registry(c), online(c))
 			if err != nil {
 				return specErr(err)
 			}

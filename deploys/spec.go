@@ -126,8 +126,8 @@ func joinPath(prefix, p string) string {
 	return prefix + "." + p
 }
 
-// Report records declaration problems under path.
-func Report(c *specfile.Checker, path string, ps []activities.Problem) {
+// Problems records declaration problems under path.
+func Problems(c *specfile.Checker, path string, ps []activities.Problem) {
 	for _, p := range ps {
 		c.Fail(joinPath(path, p.Path), "%s", p.Msg)
 	}
@@ -146,7 +146,7 @@ func OtherKind(file string, data []byte) error {
 	}
 	for _, k := range drillKeys {
 		if line := keys[k]; line > 0 {
-			return specfile.Errors{{File: file, Line: line, Msg: "this is a drill spec, not a deploy spec (check it with `drillship drill validate`, run it with `drillship drill run`)"}}
+			return specfile.Errors{{File: file, Line: line, Field: k, Msg: "this is a drill spec, not a deploy spec (check it with `drillship drill validate`, run it with `drillship drill run`)"}}
 		}
 	}
 	return nil
@@ -285,7 +285,7 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 			q := activities.Query{Metric: m.Metric, Expr: m.Expr, Params: m.Params}
 			scopes := map[string]map[string]string{"canaryScope": m.CanaryScope, "baselineScope": m.BaselineScope}
 			ig := m.IgnoreBelow
-			Report(c, p, activities.CheckQuery(a.Provider, sd, q, scopes,
+			Problems(c, p, activities.CheckQuery(a.Provider, sd, q, scopes,
 				activities.Threshold{Name: "max", V: m.Max}, activities.Threshold{Name: "ignoreBelow", V: &ig}))
 			// A canary is judged by version unless the scopes say otherwise.
 			if md, ok := sd.Metric(m.Metric); ok && m.Expr == "" && m.CanaryScope == nil && !slices.Contains(md.Scopes, "version") {

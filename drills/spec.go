@@ -192,7 +192,7 @@ func OtherKind(file string, data []byte) error {
 	}
 	for _, k := range deployKeys {
 		if line := keys[k]; line > 0 {
-			return specfile.Errors{{File: file, Line: line, Msg: "this is a deploy spec, not a drill spec (check it with `drillship deploy validate`, start it with `drillship deploy start --version V`)"}}
+			return specfile.Errors{{File: file, Line: line, Field: k, Msg: "this is a deploy spec, not a drill spec (check it with `drillship deploy validate`, start it with `drillship deploy start --version V`)"}}
 		}
 	}
 	return nil
@@ -514,7 +514,7 @@ func (s *Spec) checks(c *specfile.Checker, reg Checker, path string, cs []activi
 			continue
 		}
 		if sd, ok := d.Declared(t.Provider, activities.CapSignals); ok {
-			deploys.Report(c, p, activities.CheckQuery(t.Provider, sd, ch.Query, map[string]map[string]string{"scope": ch.Scope},
+			deploys.Problems(c, p, activities.CheckQuery(t.Provider, sd, ch.Query, map[string]map[string]string{"scope": ch.Scope},
 				activities.Threshold{Name: "max", V: ch.Max}, activities.Threshold{Name: "min", V: ch.Min}))
 		}
 	}
@@ -588,14 +588,14 @@ func (s *Spec) steps(c *specfile.Checker, reg Checker, path string, steps []Step
 			if f.Kind == "" {
 				c.Fail(p+".fault.kind", "missing")
 			} else if declared {
-				deploys.Report(c, p+".fault", activities.CheckFault(t.Provider, decl, *f, s.knownRegions(d, t.Provider)))
+				deploys.Problems(c, p+".fault", activities.CheckFault(t.Provider, decl, *f, s.knownRegions(d, t.Provider)))
 			}
 		}
 		if a := st.Action; a != nil {
 			if a.Name == "" {
 				c.Fail(p+".action.name", "missing")
 			} else if declared {
-				deploys.Report(c, p+".action", activities.CheckAction(t.Provider, decl, *a))
+				deploys.Problems(c, p+".action", activities.CheckAction(t.Provider, decl, *a))
 			}
 		}
 		if db := st.Database; db != nil {
