@@ -43,6 +43,7 @@ func App() *ucli.App {
 			codecServerCommand(),
 			benchCommand(),
 			iamPolicyCommand(),
+			schemaCommand(),
 		},
 		CommandNotFound: func(c *ucli.Context, name string) {
 			fmt.Fprintf(c.App.ErrWriter, "drillship: %q is not a command; see `drillship --help`\n", name)
