@@ -10,10 +10,12 @@ package activities
 // window with no samples never passes. Every sample is recorded in the
 // heartbeat before it is acted on. When a worker dies, the retry carries on
 // from the last heartbeat that reached the server: the time from the last
-// sample it holds (plus one interval, when the next was due) to the retry's
-// start is unobserved, is recorded as a Gap, and moves the window's end
-// later by as much, so a window always contains Duration of watched time and
-// a retry never passes on what it did not see. Provider errors are
+// sample it holds to the retry's start is unobserved (each sample vouches
+// for the interval before it, and the one that would have covered the
+// interval after the last was never taken or never reached the server),
+// is recorded as a Gap, and moves the window's end later by as much, so a
+// window always contains Duration of watched time and a retry never passes
+// on what it did not see. Provider errors are
 // inconclusive samples; more than ConsecutiveErrorLimit in a row (default 4)
 // fail the window, and a permanent one (a PromQL typo, a 4xx from the
 // provider) fails it at once with the provider's message. Each sample has
@@ -254,10 +256,10 @@ func (w *watcher) run(ctx context.Context, prev *WatchProgress) (WatchResult, er
 			p.Period = analysis.Evidence{Conclusive: p.Result.Conclusive, Inconclusive: p.Result.Inconclusive}
 		}
 		attempt = max(attempt, p.Result.Attempts+1)
-		// The next sample was due one interval after the last one that
-		// reached the server; from then until now nobody watched.
-		if from := p.LastAt + iv.Milliseconds(); now > from {
-			p.addGap(Gap{From: from, To: now, Attempt: attempt})
+		// Nothing after the last sample that reached the server counts,
+		// not even the interval after it: no kept sample covers it.
+		if now > p.LastAt {
+			p.addGap(Gap{From: p.LastAt, To: now, Attempt: attempt})
 		}
 	} else {
 		p = WatchProgress{StartedAt: now, LastAt: now, PeriodAt: now}
