@@ -317,8 +317,9 @@ func (w *watcher) run(ctx context.Context, prev *WatchProgress) (WatchResult, er
 			p.Period.Conclusive++
 		}
 		r.EndedAt = now
-		// Recorded before it is acted on: a worker that dies from here on
-		// loses nothing a retry needs.
+		// Recorded before it is acted on. The SDK sends heartbeats at its
+		// throttle interval, so a killed worker may lose the newest few;
+		// the retry then counts their time as unobserved.
 		w.beat(p)
 
 		switch {
