@@ -22,6 +22,10 @@ type meta struct {
 
 var num = activities.Num
 
+// scalar is a params value: params are text in Go, and YAML reads 0.1 or
+// true into text as written.
+var scalar = obj{"type": []any{"string", "number", "boolean"}}
+
 // typeDocs introduce each struct type of the specs.
 var typeDocs = map[string]string{
 	"deploys.Spec":        "A deploy spec: how a new version of a service is rolled out, watched and promoted or rolled back.",
@@ -78,7 +82,7 @@ var fieldDocs = map[string]meta{
 	"analysis.Metric.ignoreBelow":   {Doc: "canary values under it never fail the comparison with the stable version (0.2% against 0.1% errors is not a regression)", Min: num(0)},
 	"analysis.Metric.canaryScope":   {Doc: "the scope of the canary's reading instead of {version: <canary>}; the values {{canary}} and {{stable}} are replaced by the versions"},
 	"analysis.Metric.baselineScope": {Doc: "the scope of the stable version's reading instead of {version: <stable>}; {{canary}} and {{stable}} are replaced"},
-	"analysis.Metric.params":        {Doc: "provider-specific parameters, passed as they are"},
+	"analysis.Metric.params":        {Doc: "provider-specific parameters, passed as they are", Map: scalar},
 
 	"deploys.Step.weight":   {Doc: "the canary's share of traffic, 1..100, increasing from step to step", Required: true, Min: num(1), Max: num(100)},
 	"deploys.Step.pause":    {Doc: "how long the canary is watched at this weight; at least analysis.interval when set"},
@@ -166,16 +170,16 @@ var fieldDocs = map[string]meta{
 	"activities.Query.expr":        {Doc: "a provider expression instead of a declared metric (PromQL, an URL for http)"},
 	"activities.Query.scope":       {Doc: "narrows the population, such as {region: east} or {version: v2}"},
 	"activities.Query.window":      {Doc: "look-back over which rates and quantiles are taken"},
-	"activities.Query.params":      {Doc: "provider-specific parameters (an alarm name, an expected status)"},
+	"activities.Query.params":      {Doc: "provider-specific parameters (an alarm name, an expected status)", Map: scalar},
 	"activities.Check.max":         {Doc: "the check fails when the value is above it"},
 	"activities.Check.min":         {Doc: "the check fails when the value is below it (no data fails a min check)"},
 	"activities.Check.for":         {Doc: "guardrails only: the check must fail this long before the drill aborts"},
 	"activities.Check.minRequests": {Doc: "a reading over fewer requests than this in the check's window is inconclusive", Min: num(0)},
 
 	"activities.Fault.kind":   {Doc: "a fault kind the faults provider declares", Required: true},
-	"activities.Fault.params": {Doc: "the fault kind's params"},
+	"activities.Fault.params": {Doc: "the fault kind's params", Map: scalar},
 
 	"activities.Action.name":   {Doc: "an action the runner provider declares (exec: the name of an allowed command)", Required: true},
-	"activities.Action.params": {Doc: "the action's params"},
+	"activities.Action.params": {Doc: "the action's params", Map: scalar},
 	"activities.Action.argv":   {Doc: "exec: arguments for the command"},
 }

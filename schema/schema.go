@@ -26,6 +26,8 @@ const (
 	Drill  = "drill"
 )
 
+var allCapabilities = []string{activities.CapTraffic, activities.CapRelease, activities.CapSignals, activities.CapFaults, activities.CapDatabase, activities.CapRunner}
+
 // Kinds lists the spec kinds, in the order the CLI and the docs name them.
 var Kinds = []string{Deploy, Drill}
 
@@ -100,7 +102,7 @@ func build(kind string, reg *activities.Registry) (*gen, obj, error) {
 			obj{"const": 0},
 		},
 	}
-	for _, c := range []string{activities.CapTraffic, activities.CapRelease, activities.CapSignals, activities.CapFaults, activities.CapDatabase, activities.CapRunner} {
+	for _, c := range allCapabilities {
 		g.defs["target."+c] = g.targetDef(c)
 	}
 	g.defs["target"] = obj{
