@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/analysis"
@@ -162,8 +163,9 @@ func Parse(file string, data []byte, reg Checker) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.applyDefaults()
 	c := &specfile.Checker{File: file, Root: root}
+	c.WrittenZero("analysis.interval", s.Analysis.Interval.D(), specfile.MinAnalysisInterval, specfile.MaxInterval)
+	s.applyDefaults()
 	s.validate(c, reg)
 	if err := c.Errs.Err(); err != nil {
 		return nil, err
@@ -289,7 +291,11 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 				activities.Threshold{Name: "max", V: m.Max}, activities.Threshold{Name: "ignoreBelow", V: &ig}))
 			// A canary is judged by version unless the scopes say otherwise.
 			if md, ok := sd.Metric(m.Metric); ok && m.Expr == "" && m.CanaryScope == nil && !slices.Contains(md.Scopes, "version") {
-				c.Fail(p+".canaryScope", "missing: %s of provider %s cannot be narrowed by version, which is how a canary is told from stable (set canaryScope and baselineScope)", m.Metric, a.Provider)
+				if len(md.Scopes) == 0 {
+					c.Fail(p+".metric", "%s of provider %s cannot tell the canary from stable (it takes no scope): judge the canary with a provider whose metrics take a version scope (local, lab, prometheus with expr)", m.Metric, a.Provider)
+				} else {
+					c.Fail(p+".canaryScope", "missing: %s of provider %s cannot be narrowed by version, which is how a canary is told from stable (set canaryScope and baselineScope: %s)", m.Metric, a.Provider, strings.Join(md.Scopes, ", "))
+				}
 			}
 		}
 	}
@@ -301,12 +307,12 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 		p := fmt.Sprintf("steps[%d]", i)
 		switch {
 		case st.Weight < 1 || st.Weight > 100:
-			c.Fail(p+".weight", "must be 1..100, got %d", st.Weight)
+			c.Fail(p+".weight", "%d is out of range (allowed: 1..100)", st.Weight)
 		case st.Weight <= prev:
 			c.Fail(p+".weight", "weights must increase from step to step: %d follows %d", st.Weight, prev)
 		}
 		c.Range(p+".pause", st.Pause.D(), 0, specfile.MaxDuration, true)
-		if st.Pause > 0 && st.Pause < a.Interval {
+		if st.Pause > 0 && st.Pause < a.Interval && !c.Failed("analysis.interval") {
 			c.Fail(p+".pause", "%s is shorter than analysis.interval %s: no sample would be taken", st.Pause, a.Interval)
 		}
 		prev = st.Weight

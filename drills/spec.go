@@ -208,8 +208,9 @@ func Parse(file string, data []byte, reg Checker) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.applyDefaults()
 	c := &specfile.Checker{File: file, Root: root}
+	s.writtenZeros(c)
+	s.applyDefaults()
 	s.validate(c, reg)
 	if err := c.Errs.Err(); err != nil {
 		return nil, err
@@ -297,6 +298,29 @@ func (s *Spec) applyDefaults() {
 	}
 	if s.Guardrails.MaxDuration == 0 {
 		s.Guardrails.MaxDuration = specfile.Duration(time.Hour)
+	}
+}
+
+// writtenZeros refuses durations written as 0 that defaults would replace.
+func (s *Spec) writtenZeros(c *specfile.Checker) {
+	for _, z := range []struct {
+		path   string
+		d      time.Duration
+		lo, hi time.Duration
+	}{
+		{"detection.interval", s.Detection.Interval.D(), specfile.MinDrillInterval, specfile.MaxInterval},
+		{"detection.timeout", s.Detection.Timeout.D(), time.Second, specfile.MaxDuration},
+		{"mitigation.timeout", s.Mitigation.Timeout.D(), time.Second, specfile.MaxDuration},
+		{"recovery.interval", s.Recovery.Interval.D(), specfile.MinDrillInterval, specfile.MaxInterval},
+		{"recovery.timeout", s.Recovery.Timeout.D(), time.Second, specfile.MaxDuration},
+		{"guardrails.interval", s.Guardrails.Interval.D(), specfile.MinDrillInterval, specfile.MaxInterval},
+		{"guardrails.maxDuration", s.Guardrails.MaxDuration.D(), time.Second, specfile.MaxDuration},
+		{"targets.detection", s.Targets.Detection, time.Second, specfile.MaxDuration},
+		{"targets.engagement", s.Targets.Engagement, time.Second, specfile.MaxDuration},
+		{"targets.diagnosis", s.Targets.Diagnosis, time.Second, specfile.MaxDuration},
+		{"targets.mitigation", s.Targets.Mitigation, time.Second, specfile.MaxDuration},
+	} {
+		c.WrittenZero(z.path, z.d, z.lo, z.hi)
 	}
 }
 
@@ -507,7 +531,9 @@ func (s *Spec) checks(c *specfile.Checker, reg Checker, path string, cs []activi
 		case ch.Target != nil:
 			deploys.CheckTarget(c, reg, p+".target", activities.CapSignals, t)
 		case s.Providers.Signals == nil:
-			c.Fail(p, "no signals provider: set providers.signals (such as {provider: local}) or the check's target")
+			if !c.Failed("providers.signals") {
+				c.Fail("providers.signals", "missing: %s and the other checks without a target need a signals provider (such as {provider: local})", p)
+			}
 			continue
 		}
 		if d == nil {

@@ -48,11 +48,14 @@ func (c *Checker) Count(path string, n, lo, hi int) {
 	}
 }
 
-// fmtDur writes durations as people do: 7d rather than 168h0m0s.
+// fmtDur writes durations as specs take them, with whole days said in
+// words: 168h (7 days) rather than 168h0m0s.
 func fmtDur(d time.Duration) string {
 	switch {
+	case d == 24*time.Hour:
+		return "24h (1 day)"
 	case d != 0 && d%(24*time.Hour) == 0:
-		return fmt.Sprintf("%dd (%s)", d/(24*time.Hour), shortDur(d))
+		return fmt.Sprintf("%s (%d days)", shortDur(d), d/(24*time.Hour))
 	}
 	return shortDur(d)
 }
@@ -65,4 +68,24 @@ func shortDur(d time.Duration) string {
 		}
 	}
 	return s
+}
+
+// WrittenZero reports a duration written as 0 where 0 would be replaced by
+// a default: call it before defaults are applied, so that "interval: 0s"
+// is refused rather than silently becoming 5s.
+func (c *Checker) WrittenZero(path string, d time.Duration, lo, hi time.Duration) {
+	if d == 0 && c.Root != nil && c.Has(path) {
+		c.Fail(path, "0s is out of range (allowed: %s..%s)", fmtDur(lo), fmtDur(hi))
+	}
+}
+
+// Failed reports whether a problem was recorded at path, so that a check
+// depending on it does not pile a second message on the first.
+func (c *Checker) Failed(path string) bool {
+	for _, e := range c.Errs {
+		if e.Field == path {
+			return true
+		}
+	}
+	return false
 }

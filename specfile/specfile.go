@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -80,10 +82,12 @@ func (es Errors) Error() string {
 }
 
 // Err returns nil when there is no problem.
+// The problems are in file order.
 func (es Errors) Err() error {
 	if len(es) == 0 {
 		return nil
 	}
+	sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
 	return es
 }
 
@@ -94,7 +98,7 @@ var lineRe = regexp.MustCompile(`line (\d+): (.*)`)
 func Decode(file string, data []byte, out any) (*yaml.Node, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, locate(yamlErrors(file, err), data)
+		return nil, explain(locate(yamlErrors(file, err), data), nil, data, nil)
 	}
 	if len(root.Content) == 0 {
 		return nil, Errors{{File: file, Line: 1, Msg: "the file is empty (or only comments)"}}
@@ -102,7 +106,7 @@ func Decode(file string, data []byte, out any) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil {
-		return nil, explain(locate(yamlErrors(file, err), data), &root, data)
+		return nil, explain(locate(yamlErrors(file, err), data), &root, data, fieldsOf(reflect.TypeOf(out)))
 	}
 	return &root, nil
 }
@@ -115,7 +119,7 @@ var (
 // explain says errors the way a spec writer thinks: the field path at the
 // error's line, the expected type in words (never a Go type), and "tab"
 // for a tab.
-func explain(err error, root *yaml.Node, data []byte) error {
+func explain(err error, root *yaml.Node, data []byte, fields map[string][]string) error {
 	es, ok := err.(Errors)
 	if !ok {
 		return err
@@ -123,8 +127,27 @@ func explain(err error, root *yaml.Node, data []byte) error {
 	lines := bytes.Split(data, []byte("\n"))
 	for _, e := range es {
 		if strings.Contains(e.Msg, "cannot start any token") || strings.Contains(e.Msg, "tab character") {
-			if e.Line > 0 && e.Line <= len(lines) && bytes.ContainsRune(lines[e.Line-1], '\t') {
-				e.Msg = "a tab: YAML indents with spaces only (replace the tab with spaces)"
+			// yaml.v3 may name the line before the tab's.
+			for _, l := range []int{e.Line, e.Line + 1} {
+				if l > 0 && l <= len(lines) && bytes.ContainsRune(lines[l-1], '\t') {
+					e.Line = l
+					e.Msg = "a tab: YAML indents with spaces only (replace the tab with spaces)"
+					break
+				}
+			}
+			continue
+		}
+		if i := strings.Index(e.Msg, typeMark); i >= 0 {
+			key, typ := e.Field, e.Msg[i+len(typeMark):]
+			e.Msg = "unknown field"
+			if allowed := fields[typ]; len(allowed) > 0 {
+				if near := nearest(key, allowed); near != "" {
+					e.Msg += fmt.Sprintf(" (did you mean %s?)", near)
+				}
+				e.Msg += " (allowed here: " + strings.Join(allowed, ", ") + ")"
+			}
+			if p := PathAt(root, e.Line, key); p != "" {
+				e.Field = p
 			}
 			continue
 		}
@@ -205,7 +228,7 @@ func PathAt(root *yaml.Node, line int, value string) string {
 					if first == "" || v.Kind == yaml.ScalarNode && strings.Count(p, ".") > strings.Count(first, ".") {
 						first = p
 					}
-					if best == "" && v.Kind == yaml.ScalarNode && v.Value == value {
+					if best == "" && ((v.Kind == yaml.ScalarNode && v.Value == value) || (k.Line == line && k.Value == value)) {
 						best = p
 					}
 				}
@@ -327,7 +350,7 @@ func lineError(file, msg string) *Error {
 		name := strings.TrimPrefix(e.Msg, "field ")
 		name = name[:strings.Index(name, " not found")]
 		e.Field = name
-		e.Msg = "unknown field (check the spelling; see the spec reference in the README)"
+		e.Msg = "unknown field" + typeMark + e.Msg[strings.Index(e.Msg, " not found in type ")+len(" not found in type "):]
 	}
 	e.Msg = strings.ReplaceAll(e.Msg, "!!str", "text")
 	e.Msg = strings.ReplaceAll(e.Msg, "!!int", "number")
@@ -418,4 +441,87 @@ func (c *Checker) Check(path string, err error) {
 	if err != nil {
 		c.Fail(path, "%s", err.Error())
 	}
+}
+
+// typeMark separates an unknown field's message from the Go type it was
+// not found in, until explain turns the type into the allowed fields.
+const typeMark = "\x00in type "
+
+// fieldsOf maps each struct type reachable from t (as yaml.v3 names it:
+// "deploys.Spec") to the YAML names of its fields, inline ones included.
+func fieldsOf(t reflect.Type) map[string][]string {
+	out := map[string][]string{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return
+		}
+		if _, done := out[t.String()]; done {
+			return
+		}
+		out[t.String()] = nil
+		var names []string
+		var collect func(t reflect.Type)
+		collect = func(t reflect.Type) {
+			for i := 0; i < t.NumField(); i++ {
+				f := t.Field(i)
+				tag := f.Tag.Get("yaml")
+				name, opts, _ := strings.Cut(tag, ",")
+				if name == "-" || !f.IsExported() {
+					continue
+				}
+				if strings.Contains(opts, "inline") {
+					collect(f.Type)
+					continue
+				}
+				if name == "" {
+					name = strings.ToLower(f.Name)
+				}
+				names = append(names, name)
+				walk(f.Type)
+			}
+		}
+		collect(t)
+		out[t.String()] = names
+	}
+	walk(t)
+	return out
+}
+
+// nearest returns the allowed name within two edits of name (a typo), or
+// one differing only in case; "" when none is that close.
+func nearest(name string, allowed []string) string {
+	best, bestD := "", 3
+	for _, a := range allowed {
+		if strings.EqualFold(a, name) {
+			return a
+		}
+		if d := editDistance(strings.ToLower(name), strings.ToLower(a)); d < bestD {
+			best, bestD = a, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

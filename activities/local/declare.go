@@ -33,7 +33,7 @@ func Declare(capability string) activities.Declaration {
 			WeightKeys: "level version: versions with an artifact (v1, v2); level region: the environment's regions (east, west)",
 			Backends: func(cfg map[string]any) activities.Backends {
 				if cfg["level"] == "region" {
-					return activities.Backends{Kind: "region", Known: DefaultRegions, Where: "the local environment's regions"}
+					return activities.Backends{Kind: "region", Known: DefaultRegions, Where: "the local environment"}
 				}
 				return activities.Backends{Kind: "version", Where: "the local environment's versions", Regions: DefaultRegions}
 			},
