@@ -47,6 +47,8 @@ var badSpecs = []edit{
 	{schema.Deploy, "web-canary", "analysis.metrics[0].metric", "error_rte", "/analysis/metrics/0/metric"},
 	{schema.Deploy, "web-canary", "analysis.metrics[0].threshold", "0.1", "/analysis/metrics/0"},
 	{schema.Deploy, "web-canary", "analysis.provider", "<delete>", "/analysis"},
+	{schema.Deploy, "web-canary", "analysis", "{provider: prometheus, config: {url: 'http://p:9090', headers: {Authorization: Bearer abc123}}, metrics: [{name: e, metric: error_rate, expr: up, max: 0.1}]}", "/analysis/config/headers/Authorization"},
+	{schema.Deploy, "web-canary", "analysis.config", "{url: 'http://p:9090'}", "/analysis/config"},
 	{schema.Deploy, "lab-canary", "traffic.config.lab", "[default]", "/traffic/config/lab"},
 
 	{schema.Drill, "region-failover", "nme", "x", ""},
@@ -69,6 +71,11 @@ var badSpecs = []edit{
 	{schema.Drill, "dependency-outage", "mitigation.steps[0].action.name", "drain", "/mitigation/steps/0/action/name"},
 	{schema.Drill, "dependency-outage", "mitigation.steps[0].action.params", "{}", "/mitigation/steps/0/action/params"},
 	{schema.Drill, "db-primary-loss", "mitigation.steps[0].database.op", "restart", "/mitigation/steps/0/database/op"},
+	{schema.Drill, "region-failover", "mitigation.steps[0].failover.verify[0].metric", "p50", "/mitigation/steps/0/failover/verify/0/metric"},
+	{schema.Drill, "region-failover", "steadyState[0].target", "{provider: http, config: {url: 'http://127.0.0.1:8080/', headers: {x-api-key: abc123}}}", "/steadyState/0/target/config/headers/x-api-key"},
+	{schema.Drill, "db-primary-loss", "providers.faults.config", "{nodes: {pg1: 'postgres://postgres:hunter2@10.0.0.1/postgres', pg2: 'postgres://postgres:${PGPASSWORD}@10.0.0.2/postgres'}}", "/providers/faults/config/nodes/pg1"},
+	{schema.Drill, "db-primary-loss", "providers.database.config", "{nodes: {pg1: 'host=10.0.0.1 user=postgres password=hunter2', pg2: 'host=10.0.0.2 password=${PGPASSWORD}'}}", "/providers/database/config/nodes/pg1"},
+	{schema.Drill, "db-primary-loss", "providers.signals.config.timeout", "5", "/providers/signals/config/timeout"},
 	{schema.Drill, "rollback-drill", "inject[1].deploy.version", "<delete>", "/inject/1/deploy"},
 }
 

@@ -1,6 +1,13 @@
 package schema
 
-import "github.com/drillship/drillship/activities"
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/specfile"
+)
 
 // meta documents one spec field. Go comments are not available at run
 // time, so the documentation lives here, keyed by "<package>.<Type>.<yaml
@@ -18,7 +25,38 @@ type meta struct {
 	Map obj
 	// NonEmpty lists need at least one item.
 	NonEmpty bool
+	// Limit is the allowed range of a duration, as the parser checks it.
+	Limit string
 }
+
+// span writes a duration range as specs take durations.
+func span(lo, hi time.Duration) string { return short(lo) + ".." + short(hi) }
+
+func short(d time.Duration) string {
+	if d == 0 {
+		return "0"
+	}
+	if d > 24*time.Hour && d%(24*time.Hour) == 0 {
+		// Go durations have no day unit: say it beside the hours.
+		return fmt.Sprintf("%s (%d days)", strings.TrimSuffix(d.String(), "0m0s"), d/(24*time.Hour))
+	}
+	s := d.String()
+	for _, suf := range []string{"m0s", "h0m"} {
+		if strings.HasSuffix(s, suf) {
+			s = s[:len(s)-len(suf)+1]
+		}
+	}
+	return s
+}
+
+// The parser's limits (package specfile), as the reference states them.
+var (
+	windowLimit   = span(specfile.MinWindow, specfile.MaxWindow)
+	drillInterval = span(specfile.MinDrillInterval, specfile.MaxInterval)
+	longLimit     = span(0, specfile.MaxDuration)
+	timeoutLimit  = span(time.Second, specfile.MaxDuration)
+	maxCount      = num(specfile.MaxCount)
+)
 
 var num = activities.Num
 
@@ -62,21 +100,21 @@ var fieldDocs = map[string]meta{
 	"deploys.Spec.analysis":    {Doc: "how the canary is judged", Required: true},
 	"deploys.Spec.steps":       {Doc: "canary steps with increasing weights; a last step at 100 may be left out (promotion sets 100)", Required: true, NonEmpty: true},
 	"deploys.Spec.onFailure":   {Doc: "what a failed judgement does: rollback (traffic to stable, then the canary is stopped) or pause (hold for a person: resume, rollback, abort, break-glass)", Default: "rollback", Enum: []string{"rollback", "pause"}},
-	"deploys.Spec.bake":        {Doc: "how long the new version is watched at 100% before the old one is retired"},
+	"deploys.Spec.bake":        {Doc: "how long the new version is watched at 100% before the old one is retired", Limit: longLimit},
 	"deploys.Spec.artifacts":   {Doc: "artifact retention after each deploy, promoted or rolled back"},
 
 	"activities.Target.provider": {Doc: "the signals provider the metrics are read from", Required: true},
 	"activities.Target.config":   {Doc: "the provider's settings (see the provider's section)"},
 
-	"deploys.Analysis.interval":     {Doc: "time between two samples; each sample has its own deadline (the interval, between 5s and 30s)", Default: "5s"},
-	"deploys.Analysis.failureLimit": {Doc: "failed samples a step tolerates; one more fails the judgement", Min: num(0)},
-	"deploys.Analysis.minRequests":  {Doc: "canary requests a sample needs in its window; below it the sample is inconclusive rather than judged (0: only no data is inconclusive)", Min: num(0)},
+	"deploys.Analysis.interval":     {Doc: "time between two samples; each sample has its own deadline (the interval, between 5s and 30s)", Default: "5s", Limit: span(specfile.MinAnalysisInterval, specfile.MaxInterval)},
+	"deploys.Analysis.failureLimit": {Doc: "failed samples a step tolerates; one more fails the judgement", Min: num(0), Max: maxCount},
+	"deploys.Analysis.minRequests":  {Doc: "canary requests a sample needs in its window; below it the sample is inconclusive rather than judged (0: only no data is inconclusive)", Min: num(0), Max: num(1_000_000)},
 	"deploys.Analysis.metrics":      {Doc: "the metrics judged on every sample; at least one (a deploy that watches nothing must not promote)", Required: true, NonEmpty: true},
 
 	"analysis.Metric.name":          {Doc: "a name for this metric, unique in the spec (appears in verdicts and records)", Required: true},
 	"analysis.Metric.metric":        {Doc: "a metric the provider declares (local: error_rate, latency_p99, request_rate, up) or the name of a provider query; with expr, a label for it"},
 	"analysis.Metric.expr":          {Doc: "a provider expression instead of a declared metric (PromQL for prometheus and lab); {{version}} and {{window}} are filled in"},
-	"analysis.Metric.window":        {Doc: "look-back over which rates and quantiles are taken"},
+	"analysis.Metric.window":        {Doc: "look-back over which rates and quantiles are taken", Limit: windowLimit},
 	"analysis.Metric.max":           {Doc: "a sample fails when the canary's value is above it (error_rate is 0..1; latency_p99 is in seconds)"},
 	"analysis.Metric.maxVsBaseline": {Doc: "a sample fails when the canary's value is above the stable version's times this ratio (1.5 = 50% worse)", Min: num(1)},
 	"analysis.Metric.ignoreBelow":   {Doc: "canary values under it never fail the comparison with the stable version (0.2% against 0.1% errors is not a regression)", Min: num(0)},
@@ -85,10 +123,10 @@ var fieldDocs = map[string]meta{
 	"analysis.Metric.params":        {Doc: "provider-specific parameters, passed as they are", Map: scalar},
 
 	"deploys.Step.weight":   {Doc: "the canary's share of traffic, 1..100, increasing from step to step", Required: true, Min: num(1), Max: num(100)},
-	"deploys.Step.pause":    {Doc: "how long the canary is watched at this weight; at least analysis.interval when set"},
+	"deploys.Step.pause":    {Doc: "how long the canary is watched at this weight; at least analysis.interval when set", Limit: longLimit},
 	"deploys.Step.approval": {Doc: "true: wait for `drillship deploy approve` before shifting to this weight (the canary stays watched meanwhile)"},
 
-	"deploys.Artifacts.keep": {Doc: "artifacts kept: the current version, the one it replaced (the rollback target), then the newest promoted ones; failed canaries are removed first", Default: "3", Min: num(2)},
+	"deploys.Artifacts.keep": {Doc: "artifacts kept: the current version, the one it replaced (the rollback target), then the newest promoted ones; failed canaries are removed first", Default: "3", Min: num(2), Max: maxCount},
 
 	// Drill spec.
 	"drills.Spec.name":        {Doc: "the drill's name: lower-case letters, digits and '-', up to 63", Required: true},
@@ -110,8 +148,8 @@ var fieldDocs = map[string]meta{
 	"drills.Spec.schedule":    {Doc: "the default calendar"},
 	"drills.Spec.workload":    {Doc: "a database workload measuring RTO and RPO (needs providers.database)"},
 
-	"drills.Workload.interval": {Doc: "time between two writes"},
-	"drills.Workload.holdFor":  {Doc: "how long writes must succeed again before the workload stops and counts missing rows"},
+	"drills.Workload.interval": {Doc: "time between two writes", Limit: span(0, specfile.MaxInterval)},
+	"drills.Workload.holdFor":  {Doc: "how long writes must succeed again before the workload stops and counts missing rows", Limit: longLimit},
 
 	"drills.Providers.traffic":  {Doc: "moves traffic: weights and failover steps"},
 	"drills.Providers.signals":  {Doc: "reads the checks"},
@@ -133,47 +171,47 @@ var fieldDocs = map[string]meta{
 
 	"drills.Failover.weights": {Doc: "weights by backend, 0..100 each", Required: true, Map: obj{"type": "integer", "minimum": 0, "maximum": 100}},
 	"drills.Failover.verify":  {Doc: "checks that must hold after the weights are set"},
-	"drills.Failover.timeout": {Doc: "how long the verification may take"},
+	"drills.Failover.timeout": {Doc: "how long the verification may take", Limit: longLimit},
 
 	"drills.DatabaseStep.op":   {Doc: "promote (make the node primary), fence (stop it accepting writes) or rebuild (make it a streaming replica of the primary)", Required: true, Enum: []string{"promote", "fence", "rebuild"}},
 	"drills.DatabaseStep.node": {Doc: "the node, as the database provider names it", Required: true},
 
-	"drills.Detection.interval": {Doc: "time between two readings of the signals", Default: "1s"},
-	"drills.Detection.timeout":  {Doc: "how long to wait for a signal to fire before the drill is not detected (default 5 × targets.detection)"},
+	"drills.Detection.interval": {Doc: "time between two readings of the signals", Default: "1s", Limit: drillInterval},
+	"drills.Detection.timeout":  {Doc: "how long to wait for a signal to fire before the drill is not detected (default 5 × targets.detection)", Limit: timeoutLimit},
 	"drills.Detection.signals":  {Doc: "checks that fail when the fault is seen (needed unless the drill injects a deploy)"},
 
 	"drills.Mitigation.mode":    {Doc: "automated runs the steps; gameday waits for people (`drill ack`, `drill diagnose --note`, `drill mitigated`)", Default: "automated", Enum: []string{"automated", "gameday"}},
 	"drills.Mitigation.steps":   {Doc: "the runbook steps (automated mode needs at least one unless the drill injects a deploy)"},
 	"drills.Mitigation.slo":     {Doc: "a list of checks that say customer impact has stopped (the mitigated mark)", Required: true, NonEmpty: true},
-	"drills.Mitigation.timeout": {Doc: "how long mitigation may take (default 2 × targets.mitigation)"},
+	"drills.Mitigation.timeout": {Doc: "how long mitigation may take (default 2 × targets.mitigation)", Limit: timeoutLimit},
 
 	"drills.Recovery.checks":   {Doc: "checks that must hold (default: mitigation.slo)"},
-	"drills.Recovery.holdFor":  {Doc: "how long they must hold in a row on conclusive readings"},
-	"drills.Recovery.timeout":  {Doc: "how long recovery may take", Default: "10m"},
-	"drills.Recovery.interval": {Doc: "time between two readings (default detection.interval)"},
+	"drills.Recovery.holdFor":  {Doc: "how long they must hold in a row on conclusive readings", Limit: longLimit},
+	"drills.Recovery.timeout":  {Doc: "how long recovery may take", Default: "10m", Limit: timeoutLimit},
+	"drills.Recovery.interval": {Doc: "time between two readings (default detection.interval)", Limit: drillInterval},
 
-	"drills.Guardrails.maxDuration": {Doc: "the drill aborts and restores after this long", Default: "1h"},
+	"drills.Guardrails.maxDuration": {Doc: "the drill aborts and restores after this long", Default: "1h", Limit: timeoutLimit},
 	"drills.Guardrails.checks":      {Doc: "checks that abort the drill when they fail for their `for` duration"},
-	"drills.Guardrails.interval":    {Doc: "time between two readings (default detection.interval)"},
+	"drills.Guardrails.interval":    {Doc: "time between two readings (default detection.interval)", Limit: drillInterval},
 
 	"drills.Schedule.calendar": {Doc: "when the drill runs, such as \"first tuesday 10:00 America/New_York\"", Required: true},
 
-	"ledger.Targets.detection":  {Doc: "fault to detected", Default: "2m"},
-	"ledger.Targets.engagement": {Doc: "detected to engaged (a person or the automation acts)", Default: "5m"},
-	"ledger.Targets.diagnosis":  {Doc: "engaged to diagnosed", Default: "15m"},
-	"ledger.Targets.mitigation": {Doc: "diagnosed to mitigated", Default: "30m"},
-	"ledger.Targets.recovery":   {Doc: "mitigated to recovered (none when left out)"},
+	"ledger.Targets.detection":  {Doc: "fault to detected", Default: "2m", Limit: longLimit},
+	"ledger.Targets.engagement": {Doc: "detected to engaged (a person or the automation acts)", Default: "5m", Limit: longLimit},
+	"ledger.Targets.diagnosis":  {Doc: "engaged to diagnosed", Default: "15m", Limit: longLimit},
+	"ledger.Targets.mitigation": {Doc: "diagnosed to mitigated", Default: "30m", Limit: longLimit},
+	"ledger.Targets.recovery":   {Doc: "mitigated to recovered (none when left out)", Limit: longLimit},
 
 	"activities.Check.name":        {Doc: "a name for the check, unique in its list", Required: true},
 	"activities.Check.target":      {Doc: "this check's own signals provider instead of providers.signals"},
 	"activities.Query.metric":      {Doc: "a metric the signals provider declares (local: error_rate, latency_p99, request_rate, up) or the name of a provider query; with expr, a label"},
 	"activities.Query.expr":        {Doc: "a provider expression instead of a declared metric (PromQL, an URL for http)"},
 	"activities.Query.scope":       {Doc: "narrows the population, such as {region: east} or {version: v2}"},
-	"activities.Query.window":      {Doc: "look-back over which rates and quantiles are taken"},
+	"activities.Query.window":      {Doc: "look-back over which rates and quantiles are taken", Limit: windowLimit},
 	"activities.Query.params":      {Doc: "provider-specific parameters (an alarm name, an expected status)", Map: scalar},
 	"activities.Check.max":         {Doc: "the check fails when the value is above it"},
 	"activities.Check.min":         {Doc: "the check fails when the value is below it (no data fails a min check)"},
-	"activities.Check.for":         {Doc: "guardrails only: the check must fail this long before the drill aborts"},
+	"activities.Check.for":         {Doc: "guardrails only: the check must fail this long before the drill aborts", Limit: span(0, specfile.MaxWindow)},
 	"activities.Check.minRequests": {Doc: "a reading over fewer requests than this in the check's window is inconclusive", Min: num(0)},
 
 	"activities.Fault.kind":   {Doc: "a fault kind the faults provider declares", Required: true},

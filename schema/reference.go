@@ -74,7 +74,8 @@ func Reference(kind string, reg *activities.Registry) ([]byte, error) {
 		}
 	}
 	w("### Durations\n\nA duration is written with its unit: `250ms`, `30s`, `5m`, `1h30m`; `0` means none.\n")
-	w("No duration in a spec may be negative.\n\n")
+	w("No duration in a spec may be negative; a field's allowed range is given with its type,\n")
+	w("and the parser refuses a value outside it, naming the range.\n\n")
 	if kind == Drill {
 		w("### Target\n\nA target names a provider and its settings: `{provider: NAME, config: {...}}`.\n")
 		w("The provider must serve the capability it is used for (see the [provider reference](#provider-reference)).\n\n")
@@ -301,7 +302,7 @@ func codes(ss []string) string {
 }
 
 func bounds(min, max *float64) string {
-	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	switch {
 	case min != nil && max != nil:
 		return f(*min) + ".." + f(*max)

@@ -277,6 +277,9 @@ func (g *gen) fields(t reflect.Type, owner string, props obj, required *[]any, r
 		}
 		s = copyObj(s)
 		s["description"] = m.Doc
+		if m.Limit != "" {
+			s["description"] = m.Doc + " (" + m.Limit + ")"
+		}
 		if m.Default != "" {
 			s["default"] = jsonValue(m.Default)
 		}
@@ -302,6 +305,12 @@ func (g *gen) fields(t reflect.Type, owner string, props obj, required *[]any, r
 		typ := g.typeName(f.Type)
 		if len(m.Enum) > 0 {
 			typ = "`" + strings.Join(m.Enum, "` \\| `") + "`"
+		}
+		if m.Limit != "" {
+			typ += ", " + m.Limit
+		}
+		if m.Min != nil || m.Max != nil {
+			typ += ", " + bounds(m.Min, m.Max)
 		}
 		*rows = append(*rows, row{Field: name, Type: typ, Default: m.Default, Required: m.Required, Doc: m.Doc})
 	}
@@ -365,9 +374,12 @@ func (g *gen) targetDef(capability string) obj {
 
 func (g *gen) configSchema(p, capability string) obj {
 	d, ok := g.reg.Declared(p, capability)
-	if !ok || len(d.Config) == 0 {
+	if !ok {
 		// Undeclared settings are checked by the provider's constructor.
 		return obj{"type": "object"}
+	}
+	if len(d.Config) == 0 {
+		return obj{"type": "object", "maxProperties": 0, "description": "this provider takes no settings"}
 	}
 	return fieldsObject(d.Config)
 }
@@ -423,7 +435,8 @@ func fieldSchema(f activities.Field) obj {
 		s["default"] = jsonValue(f.Default)
 	}
 	if len(f.Enum) > 0 {
-		s["enum"] = strs(f.Enum)
+		// The parser also takes a ${NAME} reference in place of a value.
+		s["anyOf"] = []any{obj{"enum": strs(f.Enum)}, obj{"pattern": secretRef}}
 	}
 	if f.Type == activities.TypeInt || f.Type == activities.TypeNumber {
 		if f.Min != nil {
@@ -434,8 +447,60 @@ func fieldSchema(f activities.Field) obj {
 		}
 	}
 	if f.Secret {
-		s["pattern"] = secretRef
+		s["pattern"] = `^$|` + secretRef
 	}
+	switch f.Format {
+	case "headers":
+		s["additionalProperties"] = obj{"type": "string"}
+		s["patternProperties"] = obj{credentialHeaderNames(): obj{"type": "string", "pattern": credentialValue}}
+	case "dsn", "url":
+		if f.Type == activities.TypeMap {
+			s["additionalProperties"] = noPassword(obj{"type": "string"})
+		} else {
+			noPassword(s)
+		}
+	}
+	return s
+}
+
+// The secrets rules of the parser (package activities), as patterns: a
+// credential header's value and a password in a DSN or URL must be ${NAME}
+// references.
+const (
+	refRe = `\$\{[A-Za-z_][A-Za-z0-9_]*\}`
+	// credentialValue: a reference, perhaps after a scheme word ("Bearer").
+	credentialValue = `^(\S+\s+)?` + refRe + `$`
+	// urlUserinfoOK: a URL with no password in its user info, or a
+	// reference.
+	urlUserinfoOK = `^[^:/]*://(([^:@/]*|[^:@/]*:` + refRe + `)@)?[^@]*$`
+	kvPassword    = `(^|\s)[Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]\s*=\s*([^$\s]|\$[^{])`
+)
+
+// credentialHeaders carry secrets (the same list as the parser's).
+var credentialHeaders = []string{"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token", "private-token"}
+
+// credentialHeaderNames matches the header names in any letter case.
+func credentialHeaderNames() string {
+	var alts []string
+	for _, h := range credentialHeaders {
+		var b strings.Builder
+		for _, r := range h {
+			if u := strings.ToUpper(string(r)); u != string(r) {
+				b.WriteString("[" + u + string(r) + "]")
+			} else {
+				b.WriteRune(r)
+			}
+		}
+		alts = append(alts, b.String())
+	}
+	return "^(" + strings.Join(alts, "|") + ")$"
+}
+
+func noPassword(s obj) obj {
+	addAll(s,
+		obj{"anyOf": []any{obj{"not": obj{"pattern": "://"}}, obj{"pattern": urlUserinfoOK}}},
+		obj{"not": obj{"pattern": kvPassword}},
+	)
 	return s
 }
 
