@@ -86,6 +86,8 @@ type gen struct {
 	// extend adds provider-dependent rules to a struct's schema.
 	extend  map[string]func(obj)
 	missing []string
+	// used records the documented fields the walk met.
+	used map[string]bool
 }
 
 var (
@@ -267,6 +269,10 @@ func (g *gen) fields(t reflect.Type, owner string, props obj, required *[]any, r
 			name = strings.ToLower(f.Name)
 		}
 		key := owner + "." + name
+		if g.used == nil {
+			g.used = map[string]bool{}
+		}
+		g.used[key] = true
 		m, ok := fieldDocs[key]
 		if !ok {
 			g.missing = append(g.missing, key)
