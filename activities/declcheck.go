@@ -118,6 +118,10 @@ func checkObject(prefix string, fields []Field, m map[string]any) []Problem {
 			ps = append(ps, Problem{join(prefix, k), "unknown setting (allowed: " + allowed + ")"})
 			continue
 		}
+		if sv, ok := m[k].(string); ok && !f.Secret && f.Type == TypeString && SecretLooking(k) && sv != "" && !IsRef(sv) {
+			ps = append(ps, Problem{join(prefix, k), "looks like a secret written in the spec: give it as a ${NAME} reference (expanded in the worker) so that it never reaches a workflow's history"})
+			continue
+		}
 		ps = append(ps, checkValue(join(prefix, k), f, m[k])...)
 	}
 	for _, f := range fields {
@@ -318,8 +322,21 @@ func literalPassword(dsn string) bool {
 	return false
 }
 
-// credentialHeaders carry secrets: their values must be references.
-var credentialHeaders = []string{"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token", "private-token"}
+// secretWords mark a header or setting whose value is a credential: it
+// must be a reference.
+var secretWords = []string{"authorization", "auth", "cookie", "token", "secret", "password", "passwd", "apikey", "api-key", "api_key", "credential"}
+
+// SecretLooking reports whether a header or setting name says its value is
+// a credential.
+func SecretLooking(name string) bool {
+	n := strings.ToLower(name)
+	for _, w := range secretWords {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
 
 func checkMapEntry(path string, f Field, key, val string) []Problem {
 	if f.Secret && !IsRef(val) {
@@ -327,7 +344,7 @@ func checkMapEntry(path string, f Field, key, val string) []Problem {
 	}
 	switch f.Format {
 	case "headers":
-		if slices.Contains(credentialHeaders, strings.ToLower(key)) && !refOnlyCredential(val) {
+		if SecretLooking(key) && !refOnlyCredential(val) {
 			return []Problem{{path, "a credential written in the spec: give it as a ${NAME} reference (\"Bearer ${API_TOKEN}\"), expanded in the worker"}}
 		}
 	case "dsn":

@@ -2,6 +2,7 @@ package specs
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -157,7 +158,12 @@ func TestOnlineChecks(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "online: not run") {
 		t.Fatalf("offline validate must say the online checks did not run: %d\n%s", code, out)
 	}
-	want := "drillship: deploys/web-canary.yaml:5: release: --version v1 is already the stable version: nothing to deploy\n"
+	shipped, err := os.ReadFile("../../deploys/web-canary.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := 1 + strings.Count(string(shipped[:strings.Index(string(shipped), "\nrelease:")+1]), "\n")
+	want := fmt.Sprintf("drillship: deploys/web-canary.yaml:%d: release: --version v1 is already the stable version: nothing to deploy\n", line)
 	for _, args := range [][]string{
 		{"deploy", "validate", "web-canary", "--version", "v1", "--local-env", url},
 		{"deploy", "start", "web-canary", "--version", "v1", "--address", env.Stack.Address(), "--local-env", url},
