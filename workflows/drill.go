@@ -712,6 +712,7 @@ func (d *drill) startGuardrails(dctx workflow.Context) {
 	ao.StartToCloseTimeout = g.MaxDuration.D() + time.Hour
 	ao.HeartbeatTimeout = beatFor(g.Interval.D())
 	ao.WaitForCancellation = true
+	startedAt := workflow.Now(dctx).UnixMilli()
 	f := workflow.ExecuteActivity(workflow.WithActivityOptions(gctx, ao), d.act.Guard, activities.WaitInput{
 		ChecksInput: activities.ChecksInput{Signals: d.signals(), Checks: g.Checks},
 		Interval:    g.Interval.D(),
@@ -726,6 +727,17 @@ func (d *drill) startGuardrails(dctx workflow.Context) {
 		case err == nil:
 		case errors.As(err, &ce) && ce.HasDetails():
 			_ = ce.Details(&r) // a cancelled guard reports what it saw
+		case temporal.IsCanceledError(err) && d.guardStopAt != 0:
+			// No attempt acknowledged the cancellation (a running Guard
+			// answers with its result): none was running. Either the first
+			// had not been picked up since the guardrails started, or a
+			// retry was waiting after a dead worker's heartbeat timeout, so
+			// nothing ran for at least that timeout. Blind from then (a
+			// lower bound) to the stop.
+			from := max(startedAt, d.guardStopAt-ao.HeartbeatTimeout.Milliseconds())
+			if d.guardStopAt-from > (g.Interval.D() + time.Second).Milliseconds() {
+				r.Gaps = append(r.Gaps, activities.Gap{From: from, To: d.guardStopAt})
+			}
 		case temporal.IsCanceledError(err):
 		case d.guardStopAt != 0 && errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_HEARTBEAT:
 			// Cancelled while its worker was gone: Temporal does not retry an
