@@ -7,4 +7,7 @@ import (
 	"github.com/drillship/drillship/test/harness"
 )
 
-func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
+func TestMain(m *testing.M) {
+	harness.Parallel(4)
+	os.Exit(harness.Main(m))
+}

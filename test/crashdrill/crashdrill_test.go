@@ -20,7 +20,10 @@ import (
 	"github.com/drillship/drillship/test/harness"
 )
 
-func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
+func TestMain(m *testing.M) {
+	harness.Parallel(4)
+	os.Exit(harness.Main(m))
+}
 
 // bystander is a fault a person put in before the drill: a little latency
 // in west, which none of the drill's checks judges. The drill's restore

@@ -67,6 +67,7 @@ type CrashResult struct {
 	Dur         time.Duration
 	Failed      bool
 	Kill        *Kill
+	Activities  []string // completed, in history order (per workflow)
 }
 
 type crashWant struct{ completions, changes int }
@@ -135,6 +136,9 @@ func crashRun(t *testing.T, sc CrashScenario, k int, want crashWant) CrashResult
 		t.Fatal(err)
 	}
 	res.Completions = len(comps)
+	for _, cp := range comps {
+		res.Activities = append(res.Activities, cp.Activity)
+	}
 	res.Effects = rec.Effects()
 	if len(res.Effects.Duplicates) > 0 {
 		t.Errorf("duplicated side effects: %v", res.Effects.Duplicates)
@@ -159,6 +163,7 @@ func CrashMatrix(t *testing.T, sc CrashScenario) {
 		t.Fatalf("the run without a crash failed (%d activities completed); no matrix", clean.Completions)
 	}
 	n := clean.Completions
+	t.Logf("clean run: %s, %d activities %v, %d state changes", clean.Outcome, n, clean.Activities, clean.Effects.Changes)
 	want := crashWant{completions: n, changes: clean.Effects.Changes}
 	var (
 		mu                             sync.Mutex

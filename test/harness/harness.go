@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -48,6 +50,21 @@ func Main(m *testing.M) int {
 		os.RemoveAll(binDir)
 	}
 	return code
+}
+
+// Parallel raises go test's -parallel to n unless the command line set it.
+// Call it from TestMain before Main. The crash matrices' runs spend most of
+// their time waiting for timers and heartbeat timeouts, not on the CPU, so
+// more of them than there are cores fit at once.
+func Parallel(n int) {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		_ = flag.Set("test.parallel", strconv.Itoa(n))
+	}
 }
 
 // Binary is the drillship binary, built on first use so that packages that

@@ -58,17 +58,29 @@ func TreeCompletions(ctx context.Context, c client.Client, id string) ([]Complet
 }
 
 // WaitCompletions polls the workflow tree's histories until it holds k
-// completed activities.
+// completed activities. It fails the test, saying what did complete and
+// what is pending, when the workflow ends first or ctx does.
 func WaitCompletions(t testing.TB, ctx context.Context, c client.Client, id string, k int) {
 	t.Helper()
+	var comps []Completion
 	for ctx.Err() == nil {
-		comps, _, err := TreeCompletions(ctx, c, id)
+		var err error
+		comps, _, err = TreeCompletions(ctx, c, id)
 		if err == nil && len(comps) >= k {
 			return
 		}
+		if st, err := Status(ctx, c, id); err == nil && st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			break
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("%s never completed %d activities", id, k)
+	var names []string
+	for _, cp := range comps {
+		names = append(names, cp.Activity)
+	}
+	st, _ := Status(context.Background(), c, id)
+	pending, _ := PendingActivities(context.Background(), c, id)
+	t.Fatalf("%s never completed %d activities: status %s, completed %d %v, pending %v", id, k, st, len(comps), names, pending)
 }
 
 // WeightChanges reads the SetWeights results in the tree's histories: how
