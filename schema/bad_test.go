@@ -49,6 +49,7 @@ var badSpecs = []edit{
 	{schema.Deploy, "web-canary", "analysis.provider", "<delete>", "/analysis"},
 	{schema.Deploy, "web-canary", "analysis", "{provider: prometheus, config: {url: 'http://p:9090', headers: {Authorization: Bearer abc123}}, metrics: [{name: e, metric: error_rate, expr: up, max: 0.1}]}", "/analysis/config/headers/Authorization"},
 	{schema.Deploy, "web-canary", "analysis.config", "{url: 'http://p:9090'}", "/analysis/config"},
+	{schema.Deploy, "web-canary", "analysis.metrics[1].max", "<delete>", "/analysis/metrics/1"},
 	{schema.Deploy, "lab-canary", "traffic.config.lab", "[default]", "/traffic/config/lab"},
 
 	{schema.Drill, "region-failover", "nme", "x", ""},
@@ -76,6 +77,11 @@ var badSpecs = []edit{
 	{schema.Drill, "db-primary-loss", "providers.faults.config", "{nodes: {pg1: 'postgres://postgres:hunter2@10.0.0.1/postgres', pg2: 'postgres://postgres:${PGPASSWORD}@10.0.0.2/postgres'}}", "/providers/faults/config/nodes/pg1"},
 	{schema.Drill, "db-primary-loss", "providers.database.config", "{nodes: {pg1: 'host=10.0.0.1 user=postgres password=hunter2', pg2: 'host=10.0.0.2 password=${PGPASSWORD}'}}", "/providers/database/config/nodes/pg1"},
 	{schema.Drill, "db-primary-loss", "providers.signals.config.timeout", "5", "/providers/signals/config/timeout"},
+	{schema.Drill, "region-failover", "steadyState[0].max", "<delete>", "/steadyState/0"},
+	{schema.Drill, "region-failover", "detection.signals[0].metric", "<delete>", "/detection/signals/0"},
+	{schema.Drill, "region-failover", "restore[0]", "{name: x, fault: {kind: region_down, params: {region: east}}}", "/restore/0/fault"},
+	{schema.Drill, "region-failover", "inject[0]", "{name: x, weights: {east: 0}}", "/inject/0"},
+	{schema.Drill, "rollback-drill", "mitigation.steps", "[{name: x, deploy: {spec: web-canary, version: v9}}]", "/mitigation/steps/0/deploy"},
 	{schema.Drill, "rollback-drill", "inject[1].deploy.version", "<delete>", "/inject/1/deploy"},
 }
 

@@ -589,7 +589,9 @@ func addAll(d obj, rules ...any) {
 // checkRules: a check with its own target follows that provider's
 // declaration.
 func (g *gen) checkRules(d obj) {
-	rules := thresholdRules("max", "min")
+	rules := append(thresholdRules("max", "min"),
+		oneOfFields("a check reads a metric or an expr", "metric", "expr"),
+		oneOfFields("a check without a threshold never fails", "max", "min"))
 	for _, p := range g.reg.Names(activities.CapSignals) {
 		if q := g.queryRules(p); q != nil {
 			rules = append(rules, obj{
@@ -603,6 +605,17 @@ func (g *gen) checkRules(d obj) {
 
 func (g *gen) metricRules(d obj) {
 	addAll(d, thresholdRules("max", "ignoreBelow")...)
+	addAll(d, oneOfFields("a metric reads a metric or an expr", "metric", "expr"),
+		oneOfFields("a metric needs max, maxVsBaseline or both", "max", "maxVsBaseline"))
+}
+
+// oneOfFields: at least one of the fields is given.
+func oneOfFields(why string, fields ...string) obj {
+	var alts []any
+	for _, f := range fields {
+		alts = append(alts, obj{"required": []any{f}})
+	}
+	return obj{"description": why, "anyOf": alts}
 }
 
 // analysisRules: the analysis provider's settings and metric names.
@@ -731,9 +744,15 @@ func unlessTarget(rules obj) obj {
 	return obj{"if": obj{"required": []any{"target"}}, "else": rules}
 }
 
-// drillRules: the drill's default providers decide the metric names, fault
-// kinds and actions of the checks and steps without their own target.
+// drillRules: where each step kind may stand, and the drill's default
+// providers decide the metric names, fault kinds and actions of the checks
+// and steps without their own target.
 func (g *gen) drillRules(d obj) {
+	addAll(d,
+		at([]string{"inject"}, obj{"description": "inject steps inject faults or run a deploy", "anyOf": []any{obj{"required": []any{"fault"}}, obj{"required": []any{"deploy"}}}}),
+		at([]string{"mitigation", "steps"}, obj{"properties": obj{"fault": false, "deploy": false}}),
+		at([]string{"restore"}, obj{"description": "injected faults are stopped on their own; deploys belong in inject", "properties": obj{"fault": false, "deploy": false}}),
+	)
 	whenDefault := func(capability, p string) obj {
 		return obj{"properties": obj{"providers": obj{"properties": obj{capability: whenProvider(p)}, "required": []any{capability}}}, "required": []any{"providers"}}
 	}
