@@ -247,7 +247,7 @@ restore:
   runner:
     provider: exec
     config: {allow: [/usr/local/bin/drain-region]}
-load: 0
+load: 0   # exec has no load action: no load multiple
 mitigation:
   steps:
     - name: drain west

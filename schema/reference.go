@@ -76,10 +76,8 @@ func Reference(kind string, reg *activities.Registry) ([]byte, error) {
 	w("### Durations\n\nA duration is written with its unit: `250ms`, `30s`, `5m`, `1h30m`; `0` means none.\n")
 	w("No duration in a spec may be negative; a field's allowed range is given with its type,\n")
 	w("and the parser refuses a value outside it, naming the range.\n\n")
-	if kind == Drill {
-		w("### Target\n\nA target names a provider and its settings: `{provider: NAME, config: {...}}`.\n")
-		w("The provider must serve the capability it is used for (see the [provider reference](#provider-reference)).\n\n")
-	}
+	w("### Target\n\nA target names a provider and its settings: `{provider: NAME, config: {...}}`.\n")
+	w("The provider must serve the capability it is used for (see the [provider reference](#provider-reference)).\n\n")
 
 	w("## Metrics\n\nThe portable metric names; each signals provider says below which it answers.\n")
 	w("A threshold (`max`, `min`) on one of them must lie in its range.\n\n")
