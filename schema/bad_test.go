@@ -50,6 +50,7 @@ var badSpecs = []edit{
 	{schema.Deploy, "web-canary", "analysis", "{provider: prometheus, config: {url: 'http://p:9090', headers: {Authorization: Bearer abc123}}, metrics: [{name: e, metric: error_rate, expr: up, max: 0.1}]}", "/analysis/config/headers/Authorization"},
 	{schema.Deploy, "web-canary", "analysis.config", "{url: 'http://p:9090'}", "/analysis/config"},
 	{schema.Deploy, "web-canary", "analysis.metrics[1].max", "<delete>", "/analysis/metrics/1"},
+	{schema.Deploy, "web-canary", "analysis", "{provider: prometheus, config: {url: 'http://p:9090', headers: {X-Auth-Token: abc123}}, metrics: [{name: e, metric: error_rate, expr: up, max: 0.1}]}", "/analysis/config/headers/X-Auth-Token"},
 	{schema.Deploy, "lab-canary", "traffic.config.lab", "[default]", "/traffic/config/lab"},
 
 	{schema.Drill, "region-failover", "nme", "x", ""},

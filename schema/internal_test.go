@@ -52,3 +52,17 @@ func TestNoStaleFieldDocs(t *testing.T) {
 		}
 	}
 }
+
+// The schema's secret words are the parser's.
+func TestSecretWordsAreTheParsers(t *testing.T) {
+	for _, w := range secretWords {
+		if !activities.SecretLooking(w) || !activities.SecretLooking("X-"+strings.ToUpper(w)) {
+			t.Errorf("%q: the parser does not take it for a secret", w)
+		}
+	}
+	for _, h := range []string{"Content-Type", "Accept", "X-Request-Id"} {
+		if activities.SecretLooking(h) {
+			t.Errorf("%s looks like a secret to the parser", h)
+		}
+	}
+}

@@ -452,7 +452,7 @@ func fieldSchema(f activities.Field) obj {
 			s["maximum"] = *f.Max
 		}
 	}
-	if f.Secret {
+	if f.Secret || (f.Type == activities.TypeString && activities.SecretLooking(f.Name)) {
 		s["pattern"] = `^$|` + secretRef
 	}
 	switch f.Format {
@@ -482,13 +482,15 @@ const (
 	kvPassword    = `(^|\s)[Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]\s*=\s*([^$\s]|\$[^{])`
 )
 
-// credentialHeaders carry secrets (the same list as the parser's).
-var credentialHeaders = []string{"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token", "private-token"}
+// secretWords in a header's name make its value a credential (the
+// parser's activities.SecretLooking; a test holds the two together).
+var secretWords = []string{"auth", "cookie", "token", "secret", "password", "passwd", "apikey", "api-key", "api_key", "credential"}
 
-// credentialHeaderNames matches the header names in any letter case.
+// credentialHeaderNames matches header names that contain a secret word, in
+// any letter case.
 func credentialHeaderNames() string {
 	var alts []string
-	for _, h := range credentialHeaders {
+	for _, h := range secretWords {
 		var b strings.Builder
 		for _, r := range h {
 			if u := strings.ToUpper(string(r)); u != string(r) {
@@ -499,7 +501,7 @@ func credentialHeaderNames() string {
 		}
 		alts = append(alts, b.String())
 	}
-	return "^(" + strings.Join(alts, "|") + ")$"
+	return "(" + strings.Join(alts, "|") + ")"
 }
 
 func noPassword(s obj) obj {
