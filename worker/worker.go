@@ -3,6 +3,8 @@
 package worker
 
 import (
+	"time"
+
 	"log/slog"
 
 	"go.temporal.io/sdk/activity"
@@ -42,6 +44,12 @@ func New(c client.Client, reg *activities.Registry, logger *slog.Logger, o Optio
 		MaxConcurrentActivityExecutionSize:     o.MaxActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: o.MaxWorkflows,
 		Interceptors:                           []interceptor.WorkerInterceptor{&keepalive{}},
+		// Heartbeats carry the watch's samples and bring cancellations back:
+		// sent at most a second apart, a crash loses at most a second of
+		// samples and a held canary's watch stops within a second of the
+		// hold ending.
+		DefaultHeartbeatThrottleInterval: time.Second,
+		MaxHeartbeatThrottleInterval:     time.Second,
 	}
 	w := sdkworker.New(c, o.TaskQueue, wo)
 	acts := activities.New(reg, logger)
