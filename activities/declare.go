@@ -34,8 +34,8 @@ type Field struct {
 	// Secret values must be given as a ${NAME} reference, expanded in the
 	// worker, so that no secret reaches a workflow's history.
 	Secret bool `json:"secret,omitempty"`
-	// Fields of an object (Type object) or of each element of a list of
-	// objects.
+	// Fields of an object (Type object), or of each element of a list or
+	// each value of a map whose elements are objects.
 	Fields []Field `json:"fields,omitempty"`
 	// Format refines a string or map: "url", "dsn" (a password in it must
 	// be a ${NAME} reference), "headers" (credential headers must be

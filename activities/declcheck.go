@@ -18,6 +18,10 @@ import (
 type Problem struct {
 	Path string
 	Msg  string
+	// Unknown marks an unknown setting: reported only when the provider's
+	// constructor refuses the settings too, so that a declaration lagging
+	// behind a new setting never refuses a valid spec.
+	Unknown bool
 }
 
 // Bounds every duration setting has unless its field says otherwise: a
@@ -115,18 +119,18 @@ func checkObject(prefix string, fields []Field, m map[string]any) []Problem {
 			if len(fields) > 0 {
 				allowed = strings.Join(names(fields), ", ")
 			}
-			ps = append(ps, Problem{join(prefix, k), "unknown setting (allowed: " + allowed + ")"})
+			ps = append(ps, Problem{Path: join(prefix, k), Msg: "unknown setting (allowed: " + allowed + ")", Unknown: true})
 			continue
 		}
 		if sv, ok := m[k].(string); ok && !f.Secret && f.Type == TypeString && SecretLooking(k) && sv != "" && !IsRef(sv) {
-			ps = append(ps, Problem{join(prefix, k), "looks like a secret written in the spec: give it as a ${NAME} reference (expanded in the worker) so that it never reaches a workflow's history"})
+			ps = append(ps, Problem{Path: join(prefix, k), Msg: "looks like a secret written in the spec: give it as a ${NAME} reference (expanded in the worker) so that it never reaches a workflow's history"})
 			continue
 		}
 		ps = append(ps, checkValue(join(prefix, k), f, m[k])...)
 	}
 	for _, f := range fields {
 		if _, ok := m[f.Name]; f.Required && !ok {
-			ps = append(ps, Problem{join(prefix, f.Name), "missing: " + f.Doc})
+			ps = append(ps, Problem{Path: join(prefix, f.Name), Msg: "missing: " + f.Doc})
 		}
 	}
 	return ps
@@ -171,7 +175,7 @@ func durBounds(f Field) (time.Duration, time.Duration) {
 
 func checkValue(path string, f Field, v any) []Problem {
 	bad := func() []Problem {
-		return []Problem{{path, fmt.Sprintf("expected %s, got %s", TypeWord(f.Type), Describe(v))}}
+		return []Problem{{Path: path, Msg: fmt.Sprintf("expected %s, got %s", TypeWord(f.Type), Describe(v))}}
 	}
 	switch f.Type {
 	case TypeString:
@@ -186,7 +190,7 @@ func checkValue(path string, f Field, v any) []Problem {
 			return bad()
 		}
 		if (f.Min != nil && n < *f.Min) || (f.Max != nil && n > *f.Max) {
-			return []Problem{{path, fmt.Sprintf("%g is out of range (allowed: %s)", n, bounds(f))}}
+			return []Problem{{Path: path, Msg: fmt.Sprintf("%g is out of range (allowed: %s)", n, bounds(f))}}
 		}
 	case TypeBool:
 		if _, ok := v.(bool); !ok {
@@ -205,7 +209,7 @@ func checkValue(path string, f Field, v any) []Problem {
 			return bad()
 		}
 		if lo, hi := durBounds(f); d < lo || d > hi {
-			return []Problem{{path, fmt.Sprintf("%s is out of range (allowed: %s..%s)", s, lo, hi)}}
+			return []Problem{{Path: path, Msg: fmt.Sprintf("%s is out of range (allowed: %s..%s)", s, lo, hi)}}
 		}
 	case TypeMap:
 		m, ok := v.(map[string]any)
@@ -214,9 +218,19 @@ func checkValue(path string, f Field, v any) []Problem {
 		}
 		var ps []Problem
 		for _, k := range sortedAnyKeys(m) {
+			if len(f.Fields) > 0 {
+				// A map of objects: each value is checked against Fields.
+				o, ok := m[k].(map[string]any)
+				if !ok {
+					ps = append(ps, Problem{Path: path + "." + k, Msg: "expected a mapping, got " + Describe(m[k])})
+					continue
+				}
+				ps = append(ps, checkObject(path+"."+k, f.Fields, o)...)
+				continue
+			}
 			s, ok := m[k].(string)
 			if !ok {
-				ps = append(ps, Problem{path + "." + k, "expected text, got " + Describe(m[k])})
+				ps = append(ps, Problem{Path: path + "." + k, Msg: "expected text, got " + Describe(m[k])})
 				continue
 			}
 			ps = append(ps, checkMapEntry(path+"."+k, f, k, s)...)
@@ -233,7 +247,7 @@ func checkValue(path string, f Field, v any) []Problem {
 			if len(f.Fields) > 0 {
 				m, ok := e.(map[string]any)
 				if !ok {
-					ps = append(ps, Problem{p, "expected a mapping, got " + Describe(e)})
+					ps = append(ps, Problem{Path: p, Msg: "expected a mapping, got " + Describe(e)})
 					continue
 				}
 				ps = append(ps, checkObject(p, f.Fields, m)...)
@@ -241,7 +255,7 @@ func checkValue(path string, f Field, v any) []Problem {
 			}
 			s, ok := e.(string)
 			if !ok {
-				ps = append(ps, Problem{p, "expected text, got " + Describe(e)})
+				ps = append(ps, Problem{Path: p, Msg: "expected text, got " + Describe(e)})
 				continue
 			}
 			ps = append(ps, checkString(p, Field{Name: f.Name, Type: TypeString, Format: f.Format, Secret: f.Secret}, s)...)
@@ -268,10 +282,10 @@ func sortedAnyKeys(m map[string]any) []string {
 
 func checkString(path string, f Field, s string) []Problem {
 	if f.Secret && s != "" && !IsRef(s) {
-		return []Problem{{path, "a secret written in the spec: give it as a ${NAME} reference (expanded in the worker) so that it never reaches a workflow's history"}}
+		return []Problem{{Path: path, Msg: "a secret written in the spec: give it as a ${NAME} reference (expanded in the worker) so that it never reaches a workflow's history"}}
 	}
 	if len(f.Enum) > 0 && !slices.Contains(f.Enum, s) && !IsRef(s) {
-		return []Problem{{path, fmt.Sprintf("%q is not allowed (allowed: %s)", s, strings.Join(f.Enum, ", "))}}
+		return []Problem{{Path: path, Msg: fmt.Sprintf("%q is not allowed (allowed: %s)", s, strings.Join(f.Enum, ", "))}}
 	}
 	switch f.Format {
 	case "url":
@@ -280,20 +294,20 @@ func checkString(path string, f Field, s string) []Problem {
 		}
 		u, err := url.Parse(s)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return []Problem{{path, fmt.Sprintf("%q is not an http(s) URL (such as http://host:9090)", s)}}
+			return []Problem{{Path: path, Msg: fmt.Sprintf("%q is not an http(s) URL (such as http://host:9090)", s)}}
 		}
 		if u.User != nil {
 			if _, has := u.User.Password(); has && literalPassword(s) {
-				return []Problem{{path, "a password written in the URL: give it as a ${NAME} reference (expanded in the worker)"}}
+				return []Problem{{Path: path, Msg: "a password written in the URL: give it as a ${NAME} reference (expanded in the worker)"}}
 			}
 		}
 	case "dsn":
 		if literalPassword(s) {
-			return []Problem{{path, "a password written in the DSN: give it as a ${NAME} reference (postgres://user:${PGPASSWORD}@host/db), expanded in the worker"}}
+			return []Problem{{Path: path, Msg: "a password written in the DSN: give it as a ${NAME} reference (postgres://user:${PGPASSWORD}@host/db), expanded in the worker"}}
 		}
 	case "abspath":
 		if s != "" && !filepath.IsAbs(s) && !strings.HasPrefix(s, "${") {
-			return []Problem{{path, fmt.Sprintf("%q is not an absolute path", s)}}
+			return []Problem{{Path: path, Msg: fmt.Sprintf("%q is not an absolute path", s)}}
 		}
 	}
 	return nil
@@ -340,16 +354,16 @@ func SecretLooking(name string) bool {
 
 func checkMapEntry(path string, f Field, key, val string) []Problem {
 	if f.Secret && !IsRef(val) {
-		return []Problem{{path, "a secret written in the spec: give it as a ${NAME} reference (expanded in the worker)"}}
+		return []Problem{{Path: path, Msg: "a secret written in the spec: give it as a ${NAME} reference (expanded in the worker)"}}
 	}
 	switch f.Format {
 	case "headers":
 		if SecretLooking(key) && !refOnlyCredential(val) {
-			return []Problem{{path, "a credential written in the spec: give it as a ${NAME} reference (\"Bearer ${API_TOKEN}\"), expanded in the worker"}}
+			return []Problem{{Path: path, Msg: "a credential written in the spec: give it as a ${NAME} reference (\"Bearer ${API_TOKEN}\"), expanded in the worker"}}
 		}
 	case "dsn":
 		if literalPassword(val) {
-			return []Problem{{path, "a password written in the DSN: give it as a ${NAME} reference (postgres://user:${PGPASSWORD}@host/db), expanded in the worker"}}
+			return []Problem{{Path: path, Msg: "a password written in the DSN: give it as a ${NAME} reference (postgres://user:${PGPASSWORD}@host/db), expanded in the worker"}}
 		}
 	}
 	return nil
@@ -387,7 +401,7 @@ func CheckParams(fields []Field, params map[string]string) []Problem {
 			if len(fields) > 0 {
 				allowed = strings.Join(names(fields), ", ")
 			}
-			ps = append(ps, Problem{p, "unknown parameter (allowed: " + allowed + ")"})
+			ps = append(ps, Problem{Path: p, Msg: "unknown parameter (allowed: " + allowed + ")"})
 			continue
 		}
 		v := params[k]
@@ -395,20 +409,20 @@ func CheckParams(fields []Field, params map[string]string) []Problem {
 		case TypeInt, TypeNumber:
 			n, err := strconv.ParseFloat(v, 64)
 			if err != nil || (f.Type == TypeInt && n != math.Trunc(n)) {
-				ps = append(ps, Problem{p, fmt.Sprintf("expected %s, got %q", TypeWord(f.Type), v)})
+				ps = append(ps, Problem{Path: p, Msg: fmt.Sprintf("expected %s, got %q", TypeWord(f.Type), v)})
 				continue
 			}
 			if (f.Min != nil && n < *f.Min) || (f.Max != nil && n > *f.Max) {
-				ps = append(ps, Problem{p, fmt.Sprintf("%s is out of range (allowed: %s)", v, bounds(f))})
+				ps = append(ps, Problem{Path: p, Msg: fmt.Sprintf("%s is out of range (allowed: %s)", v, bounds(f))})
 			}
 		case TypeDuration:
 			d, err := time.ParseDuration(v)
 			if err != nil {
-				ps = append(ps, Problem{p, fmt.Sprintf("expected %s, got %q", TypeWord(f.Type), v)})
+				ps = append(ps, Problem{Path: p, Msg: fmt.Sprintf("expected %s, got %q", TypeWord(f.Type), v)})
 				continue
 			}
 			if lo, hi := durBounds(f); d < lo || d > hi {
-				ps = append(ps, Problem{p, fmt.Sprintf("%s is out of range (allowed: %s..%s)", v, lo, hi)})
+				ps = append(ps, Problem{Path: p, Msg: fmt.Sprintf("%s is out of range (allowed: %s..%s)", v, lo, hi)})
 			}
 		default:
 			ps = append(ps, checkString(p, f, v)...)
@@ -416,7 +430,7 @@ func CheckParams(fields []Field, params map[string]string) []Problem {
 	}
 	for _, f := range fields {
 		if _, ok := params[f.Name]; f.Required && !ok {
-			ps = append(ps, Problem{"params." + f.Name, "missing: " + f.Doc})
+			ps = append(ps, Problem{Path: "params." + f.Name, Msg: "missing: " + f.Doc})
 		}
 	}
 	return ps
@@ -487,19 +501,23 @@ func (d Declaration) ActionNames() []string {
 func (r *Registry) CheckTarget(capability string, t Target) []Problem {
 	p, err := r.lookup(capability, t)
 	if err != nil {
-		return []Problem{{"provider", strings.TrimPrefix(err.Error(), "provider: ")}}
+		return []Problem{{Path: "provider", Msg: strings.TrimPrefix(err.Error(), "provider: ")}}
 	}
+	verr := r.Validate(capability, t)
 	if p.Declare != nil {
 		var ps []Problem
 		for _, pr := range CheckConfig(p.Declare(capability).Config, t.Config) {
-			ps = append(ps, Problem{"config." + pr.Path, pr.Msg})
+			if pr.Unknown && verr == nil {
+				continue
+			}
+			ps = append(ps, Problem{Path: "config." + pr.Path, Msg: pr.Msg})
 		}
 		if len(ps) > 0 {
 			return ps
 		}
 	}
-	if err := r.Validate(capability, t); err != nil {
-		return []Problem{{"config", strings.TrimPrefix(strings.TrimPrefix(err.Error(), fmt.Sprintf("config (provider %s): ", t.Provider)), "config: ")}}
+	if verr != nil {
+		return []Problem{{Path: "config", Msg: strings.TrimPrefix(strings.TrimPrefix(verr.Error(), fmt.Sprintf("config (provider %s): ", t.Provider)), "config: ")}}
 	}
 	return nil
 }
@@ -522,11 +540,11 @@ func CheckQuery(provider string, d Declaration, q Query, scopes map[string]map[s
 	md, declared := d.Metric(q.Metric)
 	switch {
 	case q.Expr != "" && !d.Expr:
-		ps = append(ps, Problem{"expr", fmt.Sprintf("not used by provider %s: name a metric (allowed: %s)", provider, strings.Join(d.MetricNames(), ", "))})
+		ps = append(ps, Problem{Path: "expr", Msg: fmt.Sprintf("not used by provider %s: name a metric (allowed: %s)", provider, strings.Join(d.MetricNames(), ", "))})
 	case q.Expr == "" && d.ExprOnly:
-		ps = append(ps, Problem{"expr", fmt.Sprintf("missing: provider %s answers expressions (PromQL); the metric name is only a label", provider)})
-	case q.Expr == "" && q.Metric != "" && !declared && !d.AnyMetric:
-		ps = append(ps, Problem{"metric", fmt.Sprintf("%q is not a metric of provider %s (allowed: %s)", q.Metric, provider, strings.Join(d.MetricNames(), ", "))})
+		ps = append(ps, Problem{Path: "expr", Msg: fmt.Sprintf("missing: provider %s answers expressions (PromQL); the metric name is only a label", provider)})
+	case q.Expr == "" && q.Metric != "" && !declared && !d.AnyMetric && len(d.Metrics) > 0:
+		ps = append(ps, Problem{Path: "metric", Msg: fmt.Sprintf("%q is not a metric of provider %s (allowed: %s)", q.Metric, provider, strings.Join(d.MetricNames(), ", "))})
 	}
 	if declared && q.Expr == "" {
 		fields := make([]string, 0, len(scopes))
@@ -542,12 +560,12 @@ func CheckQuery(provider string, d Declaration, q Query, scopes map[string]map[s
 					if len(md.Scopes) > 0 {
 						allowed = strings.Join(md.Scopes, ", ")
 					}
-					ps = append(ps, Problem{field + "." + k, fmt.Sprintf("%s of provider %s cannot be narrowed by %s (allowed: %s)", q.Metric, provider, k, allowed)})
+					ps = append(ps, Problem{Path: field + "." + k, Msg: fmt.Sprintf("%s of provider %s cannot be narrowed by %s (allowed: %s)", q.Metric, provider, k, allowed)})
 				}
 			}
 		}
 	}
-	if d.QueryParams != nil || !d.AnyMetric {
+	if d.QueryParams != nil || (len(d.Metrics) > 0 && !d.AnyMetric) {
 		ps = append(ps, CheckParams(d.QueryParams, q.Params)...)
 	}
 	if !declared {
@@ -559,7 +577,7 @@ func CheckQuery(provider string, d Declaration, q Query, scopes map[string]map[s
 				continue
 			}
 			if (md.Min != nil && *t.V < *md.Min) || (md.Max != nil && *t.V > *md.Max) {
-				ps = append(ps, Problem{t.Name, fmt.Sprintf("%g is out of range for %s (%s): allowed %s", *t.V, md.Name, md.Unit, bounds(Field{Min: md.Min, Max: md.Max}))})
+				ps = append(ps, Problem{Path: t.Name, Msg: fmt.Sprintf("%g is out of range for %s (%s): allowed %s", *t.V, md.Name, md.Unit, bounds(Field{Min: md.Min, Max: md.Max}))})
 			}
 		}
 	}
@@ -580,12 +598,12 @@ var versionLabel = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 // CheckFault checks a fault against a faults declaration. known lists what
 // exists for params of a Format ("region": the regions), when known.
 func CheckFault(provider string, d Declaration, f Fault, known map[string][]string) []Problem {
-	if d.AnyFault || (len(d.Faults) == 0 && d.Config == nil) {
+	if d.AnyFault || len(d.Faults) == 0 {
 		return nil
 	}
 	fd, ok := d.Fault(f.Kind)
 	if !ok {
-		return []Problem{{"kind", fmt.Sprintf("%q is not a fault of provider %s (allowed: %s)", f.Kind, provider, strings.Join(d.FaultKinds(), ", "))}}
+		return []Problem{{Path: "kind", Msg: fmt.Sprintf("%q is not a fault of provider %s (allowed: %s)", f.Kind, provider, strings.Join(d.FaultKinds(), ", "))}}
 	}
 	return append(CheckParams(fd.Params, f.Params), checkKnown(fd.Params, f.Params, known)...)
 }
@@ -600,11 +618,11 @@ func checkKnown(fields []Field, params map[string]string, known map[string][]str
 		switch fl.Format {
 		case "version":
 			if !versionLabel.MatchString(v) {
-				ps = append(ps, Problem{"params." + fl.Name, fmt.Sprintf("%q is not a version label (letters, digits, '.', '_', '-'; up to 63)", v)})
+				ps = append(ps, Problem{Path: "params." + fl.Name, Msg: fmt.Sprintf("%q is not a version label (letters, digits, '.', '_', '-'; up to 63)", v)})
 			}
 		case "region":
 			if list := known["region"]; list != nil && !slices.Contains(list, v) {
-				ps = append(ps, Problem{"params." + fl.Name, fmt.Sprintf("%q is not a region of %s (allowed: %s)", v, knownWhere(known), strings.Join(list, ", "))})
+				ps = append(ps, Problem{Path: "params." + fl.Name, Msg: fmt.Sprintf("%q is not a region of %s (allowed: %s)", v, knownWhere(known), strings.Join(list, ", "))})
 			}
 		}
 	}
@@ -623,7 +641,7 @@ func CheckAction(provider string, d Declaration, a Action) []Problem {
 	if d.AnyAction {
 		var ps []Problem
 		if len(a.Argv) == 0 {
-			ps = append(ps, Problem{"argv", fmt.Sprintf("missing: provider %s runs argv (a command and its arguments)", provider)})
+			ps = append(ps, Problem{Path: "argv", Msg: fmt.Sprintf("missing: provider %s runs argv (a command and its arguments)", provider)})
 		}
 		if len(d.Actions) > 0 {
 			ps = append(ps, CheckParams(d.Actions[0].Params, a.Params)...)
@@ -635,11 +653,11 @@ func CheckAction(provider string, d Declaration, a Action) []Problem {
 	}
 	ad, ok := d.Action(a.Name)
 	if !ok {
-		return []Problem{{"name", fmt.Sprintf("%q is not an action of provider %s (allowed: %s)", a.Name, provider, strings.Join(d.ActionNames(), ", "))}}
+		return []Problem{{Path: "name", Msg: fmt.Sprintf("%q is not an action of provider %s (allowed: %s)", a.Name, provider, strings.Join(d.ActionNames(), ", "))}}
 	}
 	var ps []Problem
 	if len(a.Argv) > 0 {
-		ps = append(ps, Problem{"argv", fmt.Sprintf("provider %s runs named actions, not commands (use the exec provider)", provider)})
+		ps = append(ps, Problem{Path: "argv", Msg: fmt.Sprintf("provider %s runs named actions, not commands (use the exec provider)", provider)})
 	}
 	return append(ps, CheckParams(ad.Params, a.Params)...)
 }

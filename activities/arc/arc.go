@@ -56,6 +56,7 @@ type Endpoint struct {
 func Provider() activities.Provider {
 	return activities.Provider{
 		Name:        Name,
+		Declare:     Declare,
 		Traffic:     func(cfg map[string]any) (activities.Traffic, error) { return New(cfg) },
 		Permissions: Permissions,
 	}

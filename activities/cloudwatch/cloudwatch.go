@@ -62,6 +62,7 @@ type Metric struct {
 func Provider() activities.Provider {
 	return activities.Provider{
 		Name:        Name,
+		Declare:     Declare,
 		Signals:     func(cfg map[string]any) (activities.Signals, error) { return New(cfg) },
 		Permissions: Permissions,
 	}

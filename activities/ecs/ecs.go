@@ -71,6 +71,7 @@ type Config struct {
 func Provider() activities.Provider {
 	return activities.Provider{
 		Name:        Name,
+		Declare:     Declare,
 		Release:     func(cfg map[string]any) (activities.Release, error) { return New(cfg) },
 		Permissions: Permissions,
 	}

@@ -45,6 +45,7 @@ const MaxWeight = 999
 func Provider() activities.Provider {
 	return activities.Provider{
 		Name:        Name,
+		Declare:     Declare,
 		Traffic:     func(cfg map[string]any) (activities.Traffic, error) { return New(cfg) },
 		Permissions: Permissions,
 	}

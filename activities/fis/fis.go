@@ -46,6 +46,7 @@ type Config struct {
 func Provider() activities.Provider {
 	return activities.Provider{
 		Name:        Name,
+		Declare:     Declare,
 		Faults:      func(cfg map[string]any) (activities.Faults, error) { return New(cfg) },
 		Permissions: Permissions,
 	}

@@ -55,6 +55,7 @@ const descPrefix = "drillship:"
 func Provider() activities.Provider {
 	return activities.Provider{
 		Name:        Name,
+		Declare:     Declare,
 		Traffic:     func(cfg map[string]any) (activities.Traffic, error) { return New(cfg) },
 		Release:     func(cfg map[string]any) (activities.Release, error) { return New(cfg) },
 		Permissions: Permissions,

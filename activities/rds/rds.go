@@ -56,6 +56,7 @@ type Config struct {
 func Provider() activities.Provider {
 	return activities.Provider{
 		Name:        Name,
+		Declare:     Declare,
 		Database:    func(cfg map[string]any) (activities.Database, error) { return New(cfg) },
 		Permissions: Permissions,
 	}
