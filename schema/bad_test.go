@@ -51,6 +51,7 @@ var badSpecs = []edit{
 	{schema.Deploy, "web-canary", "analysis.config", "{url: 'http://p:9090'}", "/analysis/config"},
 	{schema.Deploy, "web-canary", "analysis.metrics[1].max", "<delete>", "/analysis/metrics/1"},
 	{schema.Deploy, "web-canary", "analysis", "{provider: prometheus, config: {url: 'http://p:9090', headers: {X-Auth-Token: abc123}}, metrics: [{name: e, metric: error_rate, expr: up, max: 0.1}]}", "/analysis/config/headers/X-Auth-Token"},
+	{schema.Deploy, "web-canary", "analysis", "{provider: prometheus, config: {url: 'http://p:9090'}, metrics: [{name: e, metric: error_rate, max: 0.1}]}", "/analysis/metrics/0"},
 	{schema.Deploy, "lab-canary", "traffic.config.lab", "[default]", "/traffic/config/lab"},
 
 	{schema.Drill, "region-failover", "nme", "x", ""},
@@ -82,6 +83,10 @@ var badSpecs = []edit{
 	{schema.Drill, "region-failover", "detection.signals[0].metric", "<delete>", "/detection/signals/0"},
 	{schema.Drill, "region-failover", "restore[0]", "{name: x, fault: {kind: region_down, params: {region: east}}}", "/restore/0/fault"},
 	{schema.Drill, "region-failover", "inject[0]", "{name: x, weights: {east: 0}}", "/inject/0"},
+	{schema.Drill, "region-failover", "steadyState[1].scope", "{zone: east}", "/steadyState/1"},
+	{schema.Drill, "region-failover", "steadyState[1].params", "{alarm: x}", "/steadyState/1/params"},
+	{schema.Drill, "db-primary-loss", "steadyState[2].max", "-1", "/steadyState/2/max"},
+	{schema.Drill, "db-primary-loss", "steadyState[0].scope", "{region: east}", "/steadyState/0"},
 	{schema.Drill, "rollback-drill", "mitigation.steps", "[{name: x, deploy: {spec: web-canary, version: v9}}]", "/mitigation/steps/0/deploy"},
 	{schema.Drill, "rollback-drill", "inject[1].deploy.version", "<delete>", "/inject/1/deploy"},
 }

@@ -533,6 +533,7 @@ func (g *gen) queryRulesOf(p string) obj {
 		return nil
 	}
 	props := obj{}
+	var rules []any
 	var names []string
 	for _, m := range d.Metrics {
 		names = append(names, m.Name)
@@ -541,19 +542,51 @@ func (g *gen) queryRulesOf(p string) obj {
 	case d.AnyMetric && len(names) > 0:
 		// Listed names are offered; others are the provider's own.
 		props["metric"] = obj{"anyOf": []any{obj{"enum": strs(names)}, obj{"type": "string"}}}
-	case !d.AnyMetric && len(names) > 0:
-		props["metric"] = obj{"enum": strs(names)}
+	case len(names) > 0:
+		// With an expr the metric name is only a label.
+		rules = append(rules, obj{"if": obj{"required": []any{"expr"}}, "else": obj{"properties": obj{"metric": obj{"enum": strs(names)}}}})
 	}
 	if !d.Expr {
 		props["expr"] = false
 	}
-	if len(d.QueryParams) > 0 {
-		props["params"] = fieldsObject(d.QueryParams)
+	if d.ExprOnly {
+		rules = append(rules, obj{"description": "provider " + p + " answers expressions; the metric name is a label", "required": []any{"expr"}})
 	}
-	if len(props) == 0 {
+	switch {
+	case len(d.QueryParams) > 0:
+		props["params"] = paramsObject(d.QueryParams)
+	case !d.AnyMetric:
+		props["params"] = obj{"maxProperties": 0, "description": "provider " + p + " takes no params"}
+	}
+	for _, m := range d.Metrics {
+		isM := obj{"properties": obj{"metric": obj{"const": m.Name}}, "required": []any{"metric"}}
+		scope := obj{"maxProperties": 0}
+		if len(m.Scopes) > 0 {
+			scope = obj{"propertyNames": obj{"enum": strs(m.Scopes)}}
+		}
+		rules = append(rules, obj{
+			"if":   obj{"allOf": []any{isM, obj{"not": obj{"required": []any{"expr"}}}}},
+			"then": obj{"properties": obj{"scope": scope, "canaryScope": scope, "baselineScope": scope}},
+		})
+		if m.Min != nil || m.Max != nil {
+			b := obj{}
+			if m.Min != nil {
+				b["minimum"] = *m.Min
+			}
+			if m.Max != nil {
+				b["maximum"] = *m.Max
+			}
+			rules = append(rules, obj{"if": isM, "then": obj{"properties": obj{"max": b, "min": b, "ignoreBelow": b}}})
+		}
+	}
+	if len(props) == 0 && len(rules) == 0 {
 		return nil
 	}
-	return obj{"properties": props}
+	out := obj{"properties": props}
+	if len(rules) > 0 {
+		out["allOf"] = rules
+	}
+	return out
 }
 
 // thresholdRules bound the thresholds of the portable metrics: a rate is
