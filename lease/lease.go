@@ -198,7 +198,7 @@ func recheck(ctx context.Context, c client.Client, key string) error {
 // refusal returns who holds the key when err is the lock's refusal.
 func refusal(err error) *heldBy {
 	var ae *temporal.ApplicationError
-	if !errors.As(err, &ae) || ae.Type() != ErrHeld {
+	if !errors.As(err, &ae) || ae.Type() != HeldErrorType {
 		return nil
 	}
 	var h heldBy

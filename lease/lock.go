@@ -21,8 +21,8 @@ const (
 	// QueryHolders returns the lock's holders ([]Holder).
 	QueryHolders = "holders"
 	lockIDPrefix = "drillship-lock/"
-	// ErrHeld is the application error type of a refused acquire.
-	ErrHeld = "LeaseHeld"
+	// HeldErrorType is the application error type of a refused acquire.
+	HeldErrorType = "LeaseHeld"
 )
 
 // Holder is one holder of a lock.
@@ -106,7 +106,7 @@ func (s *lockInput) refusal(g grant) error {
 		return nil
 	}
 	h := s.Holders[0]
-	return temporal.NewNonRetryableApplicationError("lease "+s.Key+" is held by "+h.ID, ErrHeld, nil,
+	return temporal.NewNonRetryableApplicationError("lease "+s.Key+" is held by "+h.ID, HeldErrorType, nil,
 		heldBy{HeldBy: h.ID, HeldWhat: h.What})
 }
 
