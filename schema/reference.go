@@ -258,10 +258,19 @@ func writeFields(b *bytes.Buffer, fs []activities.Field) {
 			def = "`" + f.Default + "`"
 		}
 		fmt.Fprintf(b, "| `%s` | %s | %s | %s | %s |\n", f.Name, cell(typ), req, def, cell(f.Doc))
-		if len(f.Fields) > 0 {
-			for _, sub := range f.Fields {
-				fmt.Fprintf(b, "| `%s.%s` | %s | %s | %s | %s |\n", f.Name, sub.Name, sub.Type, yes(sub.Required), sub.Default, cell(sub.Doc))
+		prefix := f.Name + "."
+		switch f.Type {
+		case activities.TypeMap:
+			prefix = f.Name + ".*."
+		case activities.TypeList:
+			prefix = f.Name + "[]."
+		}
+		for _, sub := range f.Fields {
+			def := ""
+			if sub.Default != "" {
+				def = "`" + sub.Default + "`"
 			}
+			fmt.Fprintf(b, "| `%s%s` | %s | %s | %s | %s |\n", prefix, sub.Name, sub.Type, yes(sub.Required), def, cell(sub.Doc))
 		}
 	}
 	fmt.Fprintln(b)

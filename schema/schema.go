@@ -426,6 +426,10 @@ func fieldSchema(f activities.Field) obj {
 		s["$ref"] = "#/$defs/duration"
 	case activities.TypeMap:
 		s["type"] = "object"
+		if len(f.Fields) > 0 {
+			// Fields describe each value of the mapping.
+			s["additionalProperties"] = fieldsObject(f.Fields)
+		}
 	case activities.TypeList:
 		s["type"] = "array"
 		if len(f.Fields) > 0 {
