@@ -344,6 +344,9 @@ var secretWords = []string{"authorization", "auth", "cookie", "token", "secret",
 // a credential.
 func SecretLooking(name string) bool {
 	n := strings.ToLower(name)
+	if strings.Contains(n, "file") || strings.Contains(n, "path") {
+		return false // where a secret is read from is not the secret
+	}
 	for _, w := range secretWords {
 		if strings.Contains(n, w) {
 			return true

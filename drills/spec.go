@@ -576,16 +576,13 @@ func (s *Spec) steps(c *specfile.Checker, reg Checker, path string, steps []Step
 		capability := st.Capability()
 		t := s.Target(capability, st.Target)
 		if reg != nil {
+			// providers.* are checked once, where they are written.
 			if st.Target == nil && t.Provider == "" {
 				c.Fail(p, "no %s provider: set providers.%s (or the step's target)", capability, capability)
 				continue
 			}
-			wp := "providers." + capability
 			if st.Target != nil {
-				wp = p + ".target"
-			}
-			if st.Target != nil {
-				deploys.CheckTarget(c, reg, wp, capability, t)
+				deploys.CheckTarget(c, reg, p+".target", capability, t)
 			}
 		}
 		var decl activities.Declaration
