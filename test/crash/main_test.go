@@ -8,6 +8,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	harness.Parallel(4)
+	harness.Parallel(3)
 	os.Exit(harness.Main(m))
 }

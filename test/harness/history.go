@@ -80,7 +80,11 @@ func WaitCompletions(t testing.TB, ctx context.Context, c client.Client, id stri
 	}
 	st, _ := Status(context.Background(), c, id)
 	pending, _ := PendingActivities(context.Background(), c, id)
-	t.Fatalf("%s never completed %d activities: status %s, completed %d %v, pending %v", id, k, st, len(comps), names, pending)
+	var ended error
+	if st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		ended = c.GetWorkflow(context.Background(), id, "").Get(context.Background(), nil)
+	}
+	t.Fatalf("%s never completed %d activities: status %s (%v), completed %d %v, pending %v", id, k, st, ended, len(comps), names, pending)
 }
 
 // WeightChanges reads the SetWeights results in the tree's histories: how
