@@ -77,6 +77,7 @@ type drill struct {
 	diagnosed   *Command
 	diagAt      int64
 	approved    bool
+	ended       bool // the phases are over (restore and finish follow)
 
 	// What the drill changed, for restore: faults (started or attempted),
 	// load, a child deploy, and the world as preflight saw it.
@@ -149,6 +150,7 @@ func Drill(ctx workflow.Context, in DrillInput) (ledger.Record, error) {
 	// for, restore runs, the lease is released.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	err := d.run(ctx, dctx)
+	d.ended = true // from here on, commands are refused: the outcome is settled
 	d.stopGuardrails(dctx)
 	d.stopWorkload(dctx, ctx.Err() != nil)
 	d.restore(dctx)
@@ -165,8 +167,11 @@ func (d *drill) register(ctx workflow.Context) error {
 		return err
 	}
 	running := func(Command) error {
-		if d.st.Phase == "restoring" || d.st.Phase == "done" || d.aborted != "" {
-			return fmt.Errorf("the drill is %s", d.st.Phase)
+		if d.aborted != "" {
+			return fmt.Errorf("the drill is already stopping: %s", d.aborted)
+		}
+		if d.ended {
+			return fmt.Errorf("the drill's phases are over (%s)", d.st.Phase)
 		}
 		return nil
 	}
