@@ -27,6 +27,9 @@ type meta struct {
 	NonEmpty bool
 	// Limit is the allowed range of a duration, as the parser checks it.
 	Limit string
+	// NoZero: a duration whose default replaces a left-out value; written
+	// as 0 it is refused rather than silently becoming the default.
+	NoZero bool
 }
 
 // span writes a duration range as specs take durations.
@@ -106,7 +109,7 @@ var fieldDocs = map[string]meta{
 	"activities.Target.provider": {Doc: "the signals provider the metrics are read from", Required: true},
 	"activities.Target.config":   {Doc: "the provider's settings (see the provider's section)"},
 
-	"deploys.Analysis.interval":     {Doc: "time between two samples; each sample has its own deadline (the interval, between 5s and 30s)", Default: "5s", Limit: span(specfile.MinAnalysisInterval, specfile.MaxInterval)},
+	"deploys.Analysis.interval":     {Doc: "time between two samples; each sample has its own deadline (the interval, between 5s and 30s)", Default: "5s", Limit: span(specfile.MinAnalysisInterval, specfile.MaxInterval), NoZero: true},
 	"deploys.Analysis.failureLimit": {Doc: "failed samples a step tolerates; one more fails the judgement", Min: num(0), Max: maxCount},
 	"deploys.Analysis.minRequests":  {Doc: "canary requests a sample needs in its window; below it the sample is inconclusive rather than judged (0: only no data is inconclusive)", Min: num(0), Max: num(1_000_000)},
 	"deploys.Analysis.metrics":      {Doc: "the metrics judged on every sample; at least one (a deploy that watches nothing must not promote)", Required: true, NonEmpty: true},
@@ -176,30 +179,30 @@ var fieldDocs = map[string]meta{
 	"drills.DatabaseStep.op":   {Doc: "promote (make the node primary), fence (stop it accepting writes) or rebuild (make it a streaming replica of the primary)", Required: true, Enum: []string{"promote", "fence", "rebuild"}},
 	"drills.DatabaseStep.node": {Doc: "the node, as the database provider names it", Required: true},
 
-	"drills.Detection.interval": {Doc: "time between two readings of the signals", Default: "1s", Limit: drillInterval},
-	"drills.Detection.timeout":  {Doc: "how long to wait for a signal to fire before the drill is not detected (default 5 × targets.detection)", Limit: timeoutLimit},
+	"drills.Detection.interval": {Doc: "time between two readings of the signals", Default: "1s", Limit: drillInterval, NoZero: true},
+	"drills.Detection.timeout":  {Doc: "how long to wait for a signal to fire before the drill is not detected (default 5 × targets.detection)", Limit: timeoutLimit, NoZero: true},
 	"drills.Detection.signals":  {Doc: "checks that fail when the fault is seen (needed unless the drill injects a deploy)"},
 
 	"drills.Mitigation.mode":    {Doc: "automated runs the steps; gameday waits for people (`drill ack`, `drill diagnose --note`, `drill mitigated`)", Default: "automated", Enum: []string{"automated", "gameday"}},
 	"drills.Mitigation.steps":   {Doc: "the runbook steps (automated mode needs at least one unless the drill injects a deploy)"},
 	"drills.Mitigation.slo":     {Doc: "a list of checks that say customer impact has stopped (the mitigated mark)", Required: true, NonEmpty: true},
-	"drills.Mitigation.timeout": {Doc: "how long mitigation may take (default 2 × targets.mitigation)", Limit: timeoutLimit},
+	"drills.Mitigation.timeout": {Doc: "how long mitigation may take (default 2 × targets.mitigation)", Limit: timeoutLimit, NoZero: true},
 
 	"drills.Recovery.checks":   {Doc: "checks that must hold (default: mitigation.slo)"},
 	"drills.Recovery.holdFor":  {Doc: "how long they must hold in a row on conclusive readings", Limit: longLimit},
-	"drills.Recovery.timeout":  {Doc: "how long recovery may take", Default: "10m", Limit: timeoutLimit},
-	"drills.Recovery.interval": {Doc: "time between two readings (default detection.interval)", Limit: drillInterval},
+	"drills.Recovery.timeout":  {Doc: "how long recovery may take", Default: "10m", Limit: timeoutLimit, NoZero: true},
+	"drills.Recovery.interval": {Doc: "time between two readings (default detection.interval)", Limit: drillInterval, NoZero: true},
 
-	"drills.Guardrails.maxDuration": {Doc: "the drill aborts and restores after this long", Default: "1h", Limit: timeoutLimit},
+	"drills.Guardrails.maxDuration": {Doc: "the drill aborts and restores after this long", Default: "1h", Limit: timeoutLimit, NoZero: true},
 	"drills.Guardrails.checks":      {Doc: "checks that abort the drill when they fail for their `for` duration"},
-	"drills.Guardrails.interval":    {Doc: "time between two readings (default detection.interval)", Limit: drillInterval},
+	"drills.Guardrails.interval":    {Doc: "time between two readings (default detection.interval)", Limit: drillInterval, NoZero: true},
 
 	"drills.Schedule.calendar": {Doc: "when the drill runs, such as \"first tuesday 10:00 America/New_York\"", Required: true},
 
-	"ledger.Targets.detection":  {Doc: "fault to detected", Default: "2m", Limit: longLimit},
-	"ledger.Targets.engagement": {Doc: "detected to engaged (a person or the automation acts)", Default: "5m", Limit: longLimit},
-	"ledger.Targets.diagnosis":  {Doc: "engaged to diagnosed", Default: "15m", Limit: longLimit},
-	"ledger.Targets.mitigation": {Doc: "diagnosed to mitigated", Default: "30m", Limit: longLimit},
+	"ledger.Targets.detection":  {Doc: "fault to detected", Default: "2m", Limit: timeoutLimit, NoZero: true},
+	"ledger.Targets.engagement": {Doc: "detected to engaged (a person or the automation acts)", Default: "5m", Limit: timeoutLimit, NoZero: true},
+	"ledger.Targets.diagnosis":  {Doc: "engaged to diagnosed", Default: "15m", Limit: timeoutLimit, NoZero: true},
+	"ledger.Targets.mitigation": {Doc: "diagnosed to mitigated", Default: "30m", Limit: timeoutLimit, NoZero: true},
 	"ledger.Targets.recovery":   {Doc: "mitigated to recovered (none when left out)", Limit: longLimit},
 
 	"activities.Check.name":        {Doc: "a name for the check, unique in its list", Required: true},

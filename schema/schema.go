@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,6 +146,9 @@ func build(kind string, reg *activities.Registry) (*gen, obj, error) {
 	root := obj{"$ref": "#/$defs/" + rootName}
 	return g, root, nil
 }
+
+// zeroDuration matches durations of length zero ("0", "0s", "0h0m").
+const zeroDuration = `^0$|^([0.]+(ns|us|µs|ms|s|m|h))+$`
 
 // durationPattern is what time.ParseDuration accepts, without a sign: no
 // duration in a spec may be negative.
@@ -297,6 +301,9 @@ func (g *gen) fields(t reflect.Type, owner string, props obj, required *[]any, r
 		}
 		if len(m.Enum) > 0 {
 			s["enum"] = strs(m.Enum)
+		}
+		if m.NoZero {
+			s["not"] = obj{"description": "0 is refused here: leave the field out for the default", "anyOf": []any{obj{"const": 0}, obj{"type": "string", "pattern": zeroDuration}}}
 		}
 		if m.NonEmpty {
 			s["minItems"] = 1
@@ -777,6 +784,16 @@ func at(path []string, leaf obj) obj {
 	return s
 }
 
+// exists is the condition "the value at path (names only) is there and
+// matches leaf".
+func exists(path []string, leaf obj) obj {
+	s := leaf
+	for i := len(path) - 1; i >= 0; i-- {
+		s = obj{"properties": obj{path[i]: s}, "required": []any{path[i]}}
+	}
+	return s
+}
+
 // unlessTarget applies rules to the items that name no target of their own
 // (they use the drill's providers).
 func unlessTarget(rules obj) obj {
@@ -787,6 +804,29 @@ func unlessTarget(rules obj) obj {
 // providers decide the metric names, fault kinds and actions of the checks
 // and steps without their own target.
 func (g *gen) drillRules(d obj) {
+	// Checks without a target read from providers.signals.
+	for _, path := range checkLists {
+		if slices.Contains(path, "*") {
+			continue
+		}
+		addAll(d, obj{
+			"if":   exists(path, obj{"contains": obj{"not": obj{"required": []any{"target"}}}}),
+			"then": obj{"description": "checks without a target need providers.signals", "required": []any{"providers"}, "properties": obj{"providers": obj{"required": []any{activities.CapSignals}}}},
+		})
+	}
+	// load is applied by a runner with a load action.
+	var loaders []string
+	for _, p := range g.reg.Names(activities.CapRunner) {
+		r, ok := g.reg.Declared(p, activities.CapRunner)
+		if _, has := r.Action("load"); !ok || has {
+			loaders = append(loaders, p)
+		}
+	}
+	addAll(d, obj{
+		"if": obj{"properties": obj{"load": obj{"exclusiveMinimum": 0}}, "required": []any{"load"}},
+		"then": obj{"description": "load needs providers.runner with a load action", "required": []any{"providers"}, "properties": obj{"providers": obj{
+			"required": []any{activities.CapRunner}, "properties": obj{activities.CapRunner: obj{"properties": obj{"provider": obj{"enum": strs(loaders)}}}}}}},
+	})
 	addAll(d,
 		at([]string{"inject"}, obj{"description": "inject steps inject faults or run a deploy", "anyOf": []any{obj{"required": []any{"fault"}}, obj{"required": []any{"deploy"}}}}),
 		at([]string{"mitigation", "steps"}, obj{"properties": obj{"fault": false, "deploy": false}}),
