@@ -3,12 +3,14 @@ package lease_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -39,7 +41,7 @@ func TestMain(m *testing.M) {
 
 // temporalClient starts the embedded server and a worker with the lease
 // registered, once for the package.
-func temporalClient(t *testing.T) client.Client {
+func temporalClient(t testing.TB) client.Client {
 	t.Helper()
 	setup.Do(func() {
 		lease.Grace, lease.CheckEvery, lease.Linger = grace, every, 2*time.Second
@@ -49,7 +51,8 @@ func temporalClient(t *testing.T) client.Client {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := client.DialContext(ctx, client.Options{HostPort: st.Address(), Namespace: st.Namespace()})
+		c, err := client.DialContext(ctx, client.Options{HostPort: st.Address(), Namespace: st.Namespace(),
+			Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 		if err != nil {
 			st.Stop()
 			t.Fatal(err)
@@ -75,7 +78,7 @@ func holderWorkflow(ctx workflow.Context) error {
 	return nil
 }
 
-func startHolder(t *testing.T, c client.Client, id string) {
+func startHolder(t testing.TB, c client.Client, id string) {
 	t.Helper()
 	_, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: id, TaskQueue: lease.TaskQueue}, "holder")
 	if err != nil {
@@ -403,5 +406,40 @@ func TestLockContinuesAsNewWithItsHolders(t *testing.T) {
 	if r := acquire(t, c, lease.AcquireInput{Keys: []string{key}, Holder: "deploy/long/v2"}); !r.Granted {
 		// The holder may not have closed yet when this was refused.
 		waitFree(t, c, key, 4*every+2*time.Second)
+	}
+}
+
+// BenchmarkAcquireRelease: one grant and one release of a key whose lock
+// runs (the common case: a lock lingers between deploys).
+func BenchmarkAcquireRelease(b *testing.B) {
+	c := temporalClient(b)
+	key := "service:bench@test"
+	ctx := context.Background()
+	for b.Loop() {
+		r, err := lease.Acquire(ctx, c, lease.AcquireInput{Keys: []string{key}, Holder: "bench/a"})
+		if err != nil || !r.Granted {
+			b.Fatal(r, err)
+		}
+		if err := lease.Release(ctx, c, lease.ReleaseInput{Keys: []string{key}, Holder: "bench/a"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRefusal: an acquire refused by a held lock (validator only,
+// nothing written to the lock's history).
+func BenchmarkRefusal(b *testing.B) {
+	c := temporalClient(b)
+	key := "service:bench-held@test"
+	ctx := context.Background()
+	startHolder(b, c, "bench/holder")
+	if r, err := lease.Acquire(ctx, c, lease.AcquireInput{Keys: []string{key}, Holder: "bench/holder"}); err != nil || !r.Granted {
+		b.Fatal(r, err)
+	}
+	for b.Loop() {
+		r, err := lease.Acquire(ctx, c, lease.AcquireInput{Keys: []string{key}, Holder: "bench/other"})
+		if err != nil || r.Granted {
+			b.Fatal(r, err)
+		}
 	}
 }
