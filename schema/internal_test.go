@@ -66,3 +66,12 @@ func TestSecretWordsAreTheParsers(t *testing.T) {
 		}
 	}
 }
+
+// A provider capability without an example stops the reference, naming it.
+func TestProviderWithoutExampleFails(t *testing.T) {
+	reg := activities.NewRegistry(activities.Provider{Name: "newcomer", Runner: func(map[string]any) (activities.Runner, error) { return nil, nil }})
+	_, err := Reference(Drill, reg)
+	if err == nil || !strings.Contains(err.Error(), "newcomer/runner") {
+		t.Fatalf("Reference = %v, want an error naming newcomer/runner", err)
+	}
+}
