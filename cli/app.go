@@ -44,6 +44,7 @@ func App() *ucli.App {
 			benchCommand(),
 			iamPolicyCommand(),
 			schemaCommand(),
+			envCommand(),
 		},
 		CommandNotFound: func(c *ucli.Context, name string) {
 			fmt.Fprintf(c.App.ErrWriter, "drillship: %q is not a command; see `drillship --help`\n", name)
