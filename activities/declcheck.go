@@ -122,7 +122,7 @@ func checkObject(prefix string, fields []Field, m map[string]any) []Problem {
 			ps = append(ps, Problem{Path: join(prefix, k), Msg: "unknown setting (allowed: " + allowed + ")", Unknown: true})
 			continue
 		}
-		if sv, ok := m[k].(string); ok && !f.Secret && f.Type == TypeString && SecretLooking(k) && sv != "" && !IsRef(sv) {
+		if sv, ok := m[k].(string); ok && !f.Secret && f.Type == TypeString && f.Format != "url" && SecretLooking(k) && sv != "" && !IsRef(sv) {
 			ps = append(ps, Problem{Path: join(prefix, k), Msg: "looks like a secret written in the spec: give it as a ${NAME} reference (expanded in the worker) so that it never reaches a workflow's history"})
 			continue
 		}

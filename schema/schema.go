@@ -463,7 +463,9 @@ func fieldSchema(f activities.Field) obj {
 			s["maximum"] = *f.Max
 		}
 	}
-	if f.Secret || (f.Type == activities.TypeString && activities.SecretLooking(f.Name)) {
+	// A URL's name may say token (oauth2 token_url); its password is
+	// checked by the url format instead.
+	if f.Secret || (f.Type == activities.TypeString && f.Format != "url" && activities.SecretLooking(f.Name)) {
 		s["pattern"] = `^$|` + secretRef
 	}
 	switch f.Format {

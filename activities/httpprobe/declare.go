@@ -1,6 +1,9 @@
 package httpprobe
 
-import "github.com/drillship/drillship/activities"
+import (
+	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/activities/httpconf"
+)
 
 // Declare says what the http probe accepts: metric up, the URL in expr (or
 // config.url).
@@ -13,7 +16,8 @@ func Declare(capability string) activities.Declaration {
 			{Name: "url", Type: activities.TypeString, Format: "url", Doc: "the URL probed when a check has no expr"},
 			{Name: "method", Type: activities.TypeString, Default: "GET", Doc: "GET or HEAD"},
 			{Name: "timeout", Type: activities.TypeDuration, Default: "5s", Max: activities.Num(60), Doc: "per probe, up to 1m"},
-			{Name: "headers", Type: activities.TypeMap, Format: "headers", Doc: "HTTP headers sent with each probe; credentials as ${NAME} references"},
+			httpconf.Field("how probes reach the URL (follow_redirects defaults to false here: a redirect is seen as the client sees it)"),
+			{Name: "headers", Type: activities.TypeMap, Format: "headers", Doc: "extra HTTP headers sent with each probe (Host: shop.example); credentials belong under http, else as ${NAME} references"},
 		},
 		Metrics: []activities.MetricDecl{activities.WithScopes(activities.MetricUp)},
 		Expr:    true,

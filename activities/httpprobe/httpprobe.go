@@ -15,7 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/config"
+
 	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/activities/httpconf"
 )
 
 // Name is the provider name in specs.
@@ -26,11 +29,15 @@ const Name = "http"
 //	url: http://127.0.0.1:8080/healthz  # default URL when a query has no expr
 //	method: GET                         # GET (default) or HEAD
 //	timeout: 5s                         # per probe, default 5s
+//	http:                               # Prometheus' HTTP client settings (package httpconf)
+//	  basic_auth: {username: probe, password_file: /etc/drillship/probe-pw}
+//	  tls_config: {ca_file: /etc/ssl/shop-ca.pem}
 //	headers: {Host: shop.example}
 type Config struct {
 	URL     string            `json:"url,omitempty"`
 	Method  string            `json:"method,omitempty"`
 	Timeout string            `json:"timeout,omitempty"`
+	HTTP    map[string]any    `json:"http,omitempty"`
 	Headers map[string]string `json:"headers,omitempty"`
 }
 
@@ -74,11 +81,18 @@ func New(cfg map[string]any) (*Prober, error) {
 		}
 		p.timeout = d
 	}
-	// A probe sees the service as a client does: no redirects followed, no
-	// connection kept between probes (a dead backend must show at once).
+	// A probe sees the service as a client does: no redirects followed
+	// unless asked, no connection kept between probes (a dead backend must
+	// show at once).
+	hc, err := httpconf.Load(c.HTTP, httpconf.Defaults{FollowRedirects: false})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	p.client = &http.Client{
-		Transport:     &http.Transport{DisableKeepAlives: true, Proxy: http.ProxyFromEnvironment},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &httpconf.Transport{Config: hc, Name: "http-probe", Opts: []config.HTTPClientOption{config.WithKeepAlivesDisabled()}},
+	}
+	if !hc.FollowRedirects {
+		p.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
 	return p, nil
 }
@@ -207,6 +221,12 @@ func (p *Prober) Sample(ctx context.Context, q activities.Query) (activities.Sam
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
+		if httpconf.IsBuildError(err) {
+			// Settings that cannot make a client say nothing of the
+			// service: not a failed probe (value 0), which could roll
+			// back a good release.
+			return activities.Sample{}, activities.Permanent(fmt.Errorf("http probe: %w", err))
+		}
 		if ctx.Err() == context.DeadlineExceeded {
 			return fail("no answer within %s", pr.timeout)
 		}

@@ -1,6 +1,9 @@
 package prometheus
 
-import "github.com/drillship/drillship/activities"
+import (
+	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/activities/httpconf"
+)
 
 // Declare says what the prometheus provider accepts: signals only, each
 // check with a PromQL expr (the metric name is then only a label, though a
@@ -13,7 +16,8 @@ func Declare(capability string) activities.Declaration {
 		Config: []activities.Field{
 			{Name: "url", Type: activities.TypeString, Format: "url", Required: true, Doc: "the http(s) address of Prometheus, such as http://prometheus:9090"},
 			{Name: "timeout", Type: activities.TypeDuration, Default: "10s", Max: activities.Num(300), Doc: "per query, up to 5m"},
-			{Name: "headers", Type: activities.TypeMap, Format: "headers", Doc: "HTTP headers sent with each query; credentials as ${NAME} references (Authorization: \"Bearer ${PROM_TOKEN}\")"},
+			httpconf.Field("how queries reach Prometheus"),
+			{Name: "headers", Type: activities.TypeMap, Format: "headers", Doc: "extra HTTP headers sent with each query (X-Scope-OrgID); credentials belong under http, else as ${NAME} references"},
 		},
 		Expr:      true,
 		AnyMetric: true,

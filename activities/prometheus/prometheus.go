@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/activities/httpconf"
 )
 
 // Name is the provider name in specs.
@@ -27,10 +28,14 @@ const Name = "prometheus"
 //
 //	url: http://prometheus:9090   # required
 //	timeout: 10s                  # per query, default 10s
-//	headers: {Authorization: "Bearer ..."}
+//	http:                         # Prometheus' HTTP client settings (package httpconf)
+//	  authorization: {credentials_file: /var/run/secrets/prom-token}
+//	  tls_config: {ca_file: /etc/ssl/prom-ca.pem}
+//	headers: {X-Scope-OrgID: shop} # extra headers (credentials belong under http)
 type Config struct {
 	URL     string            `json:"url"`
 	Timeout string            `json:"timeout,omitempty"`
+	HTTP    map[string]any    `json:"http,omitempty"`
 	Headers map[string]string `json:"headers,omitempty"`
 }
 
@@ -67,7 +72,11 @@ func New(cfg map[string]any, logger *slog.Logger) (*Client, error) {
 		}
 		timeout = d
 	}
-	var rt http.RoundTripper = api.DefaultRoundTripper
+	hc, err := httpconf.Load(c.HTTP, httpconf.Defaults{FollowRedirects: true})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var rt http.RoundTripper = &httpconf.Transport{Config: hc, Name: Name}
 	if len(c.Headers) > 0 {
 		rt = headerRoundTripper{headers: c.Headers, next: rt}
 	}
@@ -182,7 +191,7 @@ func (c *Client) Sample(ctx context.Context, q activities.Query) (activities.Sam
 	}
 	if err != nil {
 		err = fmt.Errorf("prometheus: expr %q: %w", p.expr, err)
-		if permanent(err) {
+		if permanent(err) || httpconf.IsBuildError(err) {
 			return activities.Sample{}, activities.Permanent(err)
 		}
 		return activities.Sample{}, err
@@ -190,7 +199,8 @@ func (c *Client) Sample(ctx context.Context, q activities.Query) (activities.Sam
 	return c.sample(p, val, now)
 }
 
-// permanent reports an answer that asking again cannot change: bad_data (a
+// permanent reports an answer that asking again cannot change (so does a
+// client that cannot be built from its http settings): bad_data (a
 // PromQL typo, a bad parameter), or a 4xx other than 408 and 429 (a wrong
 // URL path, credentials refused). A watch fails at once on these rather
 // than counting a canary nobody can see as merely inconclusive. Everything
