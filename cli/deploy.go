@@ -44,6 +44,7 @@ func deployCommand() *ucli.Command {
 		Subcommands: []*ucli.Command{
 			deployStart(),
 			deployValidate(),
+			deployInit(),
 			deployStatus(),
 			idArg("approve", "approve the step or promotion a deploy waits for", workflows.UpdateApprove),
 			idArg("pause", "hold a deploy at its current weight (the canary stays watched)", workflows.UpdatePause),

@@ -45,6 +45,7 @@ func drillCommand() *ucli.Command {
 		Subcommands: []*ucli.Command{
 			drillRun(),
 			drillValidate(),
+			drillInit(),
 			idArg("ack", "acknowledge the incident (the engaged mark)", workflows.UpdateAck, "note"),
 			idArg("diagnose", "record the diagnosis (the diagnosed mark)", workflows.UpdateDiagnose, "note"),
 			idArg("mitigated", "say you mitigated (the mark itself comes from the SLO observed)", workflows.UpdateMitigated, "note"),
