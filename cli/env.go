@@ -42,6 +42,14 @@ func envCommand() *ucli.Command {
 	}
 }
 
+// envLocalFlag is --local-env as `drillship worker` spells it, made anew
+// for each App: urfave/cli v2 writes a flag's environment value into the
+// flag itself, so a shared flag would carry DRILLSHIP_LOCAL_ENV from one
+// in-process run (tests) into the next.
+func envLocalFlag() *ucli.StringFlag {
+	return &ucli.StringFlag{Name: localFlag.Name, EnvVars: localFlag.EnvVars, Usage: localFlag.Usage}
+}
+
 // envClient is the client of the environment that --local-env names.
 func envClient(c *ucli.Context) (*localenv.Client, error) {
 	u := c.String("local-env")
@@ -67,7 +75,7 @@ func envErr(err error) error {
 func envStatus() *ucli.Command {
 	return &ucli.Command{
 		Name: "status", Usage: "weights, versions (stable, running), faults in effect, load",
-		Flags: []ucli.Flag{localFlag, outputFlag},
+		Flags: []ucli.Flag{envLocalFlag(), outputFlag},
 		Action: func(c *ucli.Context) error {
 			asJSON, err := jsonOut(c)
 			if err != nil {
@@ -298,7 +306,7 @@ func envFaultAdd() *ucli.Command {
 		Description: "Kinds and the flags each takes:" + kindsText() + "\n\n" +
 			"The fault is yours (owner cli:<user>, or --owner): a drill's restore leaves it in, and\n" +
 			"`env fault stop ID` ends it. The same kind and flags again returns the fault in effect.",
-		Flags: []ucli.Flag{localFlag, outputFlag,
+		Flags: []ucli.Flag{envLocalFlag(), outputFlag,
 			&ucli.StringFlag{Name: "version", Usage: "the version affected (bad_version: required; error_rate, latency: only it)"},
 			&ucli.StringFlag{Name: "region", Usage: "the region affected (region_down: required; error_rate, latency: only it)"},
 			&ucli.StringFlag{Name: "rate", Usage: "share of requests that fail, such as 0.2 (error_rate: required; bad_version: default 0.1)"},
@@ -357,7 +365,7 @@ func envFaultAdd() *ucli.Command {
 func envFaultList() *ucli.Command {
 	return &ucli.Command{
 		Name: "list", Usage: "the faults in effect (--all: ended ones too)",
-		Flags: []ucli.Flag{localFlag, outputFlag,
+		Flags: []ucli.Flag{envLocalFlag(), outputFlag,
 			&ucli.BoolFlag{Name: "all", Usage: "every fault ever put in, with when it ended"},
 		},
 		Action: func(c *ucli.Context) error {
@@ -395,7 +403,7 @@ func envFaultList() *ucli.Command {
 func envFaultStop() *ucli.Command {
 	return &ucli.Command{
 		Name: "stop", Usage: "end one of your faults (--force: anyone's)", ArgsUsage: "ID",
-		Flags: []ucli.Flag{localFlag, outputFlag,
+		Flags: []ucli.Flag{envLocalFlag(), outputFlag,
 			&ucli.StringFlag{Name: "owner", Value: cliOwner(), Usage: "whose faults you may end"},
 			&ucli.BoolFlag{Name: "force", Usage: "end the fault whoever owns it (a drill's own fault: the drill will find it ended)"},
 		},
@@ -460,7 +468,7 @@ func envFaultStop() *ucli.Command {
 func envLoad() *ucli.Command {
 	return &ucli.Command{
 		Name: "load", Usage: "scale the load generator: 2 is twice the normal rate, 0 stops it", ArgsUsage: "MULTIPLIER",
-		Flags: []ucli.Flag{localFlag, outputFlag},
+		Flags: []ucli.Flag{envLocalFlag(), outputFlag},
 		Action: func(c *ucli.Context) error {
 			asJSON, err := jsonOut(c)
 			if err != nil {
@@ -505,7 +513,7 @@ func envWeights() *ucli.Command {
 		Description: "Without NAME=WEIGHT, prints the weights. Names are all regions (east=0 west=100) or all\n" +
 			"versions (v1=90 v2=10); the weights given must add up to 100, and the names of that kind\n" +
 			"left out are set to 0. SERVICE, when given, must be the environment's service.",
-		Flags: []ucli.Flag{localFlag, outputFlag},
+		Flags: []ucli.Flag{envLocalFlag(), outputFlag},
 		Action: func(c *ucli.Context) error {
 			asJSON, err := jsonOut(c)
 			if err != nil {
