@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -45,20 +46,33 @@ func parseFlags(t *testing.T, args ...string) ClientConfig {
 }
 
 var clientEnv = []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_TLS",
-	"TEMPORAL_TLS_CERT", "TEMPORAL_TLS_KEY", "TEMPORAL_TLS_CA", "TEMPORAL_TLS_SERVER_NAME"}
+	"TEMPORAL_TLS_CERT", "TEMPORAL_TLS_KEY", "TEMPORAL_TLS_CA", "TEMPORAL_TLS_SERVER_NAME",
+	"TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH", "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+	"TEMPORAL_TLS_CLIENT_CERT_DATA", "TEMPORAL_TLS_CLIENT_KEY_DATA", "TEMPORAL_TLS_SERVER_CA_CERT_DATA",
+	"TEMPORAL_TLS_DISABLE_HOST_VERIFICATION", "TEMPORAL_CODEC_ENDPOINT", "TEMPORAL_CODEC_AUTH",
+	"TEMPORAL_PROFILE", "TEMPORAL_CONFIG_FILE"}
 
+// unsetClientEnv clears the connection's environment; the config file is
+// one that does not exist, so a developer's own temporal.toml stays out.
 func unsetClientEnv(t *testing.T) {
 	for _, k := range clientEnv {
 		t.Setenv(k, "") // restores the old value after the test
 		os.Unsetenv(k)
 	}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "TEMPORAL_GRPC_META_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	t.Setenv("TEMPORAL_CONFIG_FILE", filepath.Join(t.TempDir(), "absent.toml"))
 }
 
 func TestClientFlagsDefaults(t *testing.T) {
 	unsetClientEnv(t)
 	got := parseFlags(t)
 	want := ClientConfig{Address: "127.0.0.1:7233", Namespace: "default"}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults = %+v, want %+v", got, want)
 	}
 	opts, err := got.Options(quiet)
@@ -86,7 +100,7 @@ func TestClientFlagsFromEnvAndArgs(t *testing.T) {
 		Address: "temporal.example:7233", Namespace: "from-flag", APIKey: "k-123", TLS: true,
 		TLSCertPath: "/env/cert.pem", TLSKeyPath: "/env/key.pem", TLSCAPath: "/flag/ca.pem", TLSServerName: "env.example",
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("config = %+v\nwant     %+v", got, want)
 	}
 }
