@@ -189,8 +189,11 @@ inject:
     target:
       provider: http
       config:
-        url: http://127.0.0.1:8080/
-        headers: {Authorization: "Bearer ${PROBE_TOKEN}"}
+        url: https://shop.internal/healthz
+        http:
+          basic_auth: {username: probe, password_file: /etc/drillship/probe-pw}
+          tls_config: {ca_file: /etc/ssl/shop-ca.pem}
+        headers: {Host: shop.example}
     metric: up
     params: {expectStatus: "200-399", maxLatency: 2s}
     min: 1
@@ -198,8 +201,10 @@ inject:
 	"prometheus/signals": {Deploy, `analysis:
   provider: prometheus
   config:
-    url: http://prometheus:9090
-    headers: {Authorization: "Bearer ${PROM_TOKEN}"}
+    url: https://prometheus:9090
+    http:
+      authorization: {credentials: "${PROM_TOKEN}"}
+      tls_config: {ca_file: /etc/ssl/prom-ca.pem}
   metrics:
     - name: errors
       metric: error_rate
