@@ -41,7 +41,11 @@ var drillCrash = harness.CrashScenario{
 			"params": map[string]string{"region": "west", "ms": "1"}}, nil)
 	},
 	Begin: func(t *testing.T, env *devenv.Env) client.WorkflowRun {
-		return harness.StartDrill(t, env, harness.DrillSpec(t, env, "region-failover"), drills.ModeAutomated, "crash-matrix")
+		spec := harness.DrillSpec(t, env, "region-failover")
+		// Long enough for the mid-recover kill to find the phase by polling
+		// on a loaded machine (the shipped 2s can pass between two polls).
+		spec.Recovery.HoldFor = 4 * 1e9 // 4s, whichever duration type the spec uses
+		return harness.StartDrill(t, env, spec, drills.ModeAutomated, "crash-matrix")
 	},
 	MidPhase: "recover",
 	Check: func(t *testing.T, env *devenv.Env, run client.WorkflowRun, rec *harness.Recorder, kill *harness.Kill) string {
