@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drillship/drillship/devenv"
 	"github.com/drillship/drillship/localenv"
 )
 
@@ -259,5 +260,44 @@ func TestEnvBadInputChangesNothing(t *testing.T) {
 	t.Setenv("DRILLSHIP_LOCAL_ENV", strings.TrimPrefix(e.URL(), "http://"))
 	if code, out, stderr := runCLI("env", "status"); code != 0 || !strings.Contains(out, "stable v1") {
 		t.Errorf("env status from DRILLSHIP_LOCAL_ENV: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+// The README's bad deploy: a version made bad with `env fault add
+// bad_version` is rolled back by the canary's analysis (exit 3, traffic back
+// on the stable version, the canary stopped), and the person's fault is
+// still in afterwards: the deploy does not own it.
+func TestEnvBadDeployRollsBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a deploy on the embedded server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env, err := devenv.Start(ctx, devenv.Options{Local: localenv.Options{RPS: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	local := []string{"--local-env", env.LocalURL()}
+	code, out, stderr := runCLI(append([]string{"env", "fault", "add", "bad_version", "--version", "v3", "--rate", "0.2", "--output", "json"}, local...)...)
+	var f localenv.FaultRecord
+	if code != 0 || json.Unmarshal([]byte(out), &f) != nil {
+		t.Fatalf("env fault add: exit %d\n%s%s", code, out, stderr)
+	}
+	start := time.Now()
+	code, out, stderr = runCLI(append([]string{"deploy", "start", "web-canary", "--version", "v3", "--wait", "--output", "json", "--address", env.Stack.Address()}, local...)...)
+	var res struct {
+		Outcome string `json:"outcome"`
+	}
+	if code != 3 || json.Unmarshal([]byte(out), &res) != nil || res.Outcome != "rolled_back" {
+		t.Fatalf("deploy v3: exit %d (want 3), outcome %q (want rolled_back)\n%s%s", code, res.Outcome, out, stderr)
+	}
+	t.Logf("bad deploy rolled back in %s", time.Since(start).Round(time.Millisecond))
+	s := envState(t, env.Local)
+	if s.Stable != "v1" || s.VersionWeights["v1"] != 100 || s.VersionWeights["v3"] != 0 || slices.Contains(s.Running, "v3") {
+		t.Errorf("after the rollback: stable %s, weights %v, running %v; want v1 at 100, v3 stopped", s.Stable, s.VersionWeights, s.Running)
+	}
+	if !faultActive(t, env.Local, f.ID) {
+		t.Errorf("the person's fault %s ended with the deploy", f.ID)
 	}
 }
