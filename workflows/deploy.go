@@ -13,6 +13,7 @@ import (
 	"github.com/drillship/drillship/analysis"
 	"github.com/drillship/drillship/deploys"
 	"github.com/drillship/drillship/lease"
+	"github.com/drillship/drillship/policy"
 )
 
 // Deploy outcomes. Only `promoted` ends the workflow as completed; the
@@ -56,6 +57,17 @@ type DeployInput struct {
 	CommitTime int64 `json:"commitTime,omitempty"`
 	// RequestedBy is who started it.
 	RequestedBy string `json:"requestedBy,omitempty"`
+	// Hotfix: passes freezes and budget thresholds that let hotfixes
+	// through; recorded as such.
+	Hotfix bool `json:"hotfix,omitempty"`
+	// Policy is the release policy the deploy is gated by (policy.yaml);
+	// nil: no gates.
+	Policy *policy.Policy `json:"policy,omitempty"`
+	// Reason and Incident break glass at the start: a refusal by the
+	// policy is overridden when the policy lets RequestedBy break glass
+	// and the incident is verified open. Reason also justifies a hotfix.
+	Reason   string `json:"reason,omitempty"`
+	Incident string `json:"incident,omitempty"`
 }
 
 // DeployID is the workflow id of a deploy.
@@ -65,15 +77,19 @@ func DeployID(service, version string) string { return "deploy/" + service + "/"
 type Command struct {
 	Who    string `json:"who,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Incident is the incident a break-glass is tied to (policy).
+	Incident string `json:"incident,omitempty"`
 }
 
 // AuditRecord is one human decision, kept in the result and the log.
 type AuditRecord struct {
-	Action string `json:"action"`
-	Who    string `json:"who"`
-	Reason string `json:"reason,omitempty"`
-	At     int64  `json:"at"`
-	Step   int    `json:"step"`
+	Action   string `json:"action"`
+	Who      string `json:"who"`
+	Reason   string `json:"reason,omitempty"`
+	At       int64  `json:"at"`
+	Step     int    `json:"step"`
+	Incident string `json:"incident,omitempty"`
+	Rule     string `json:"rule,omitempty"` // the policy rule passed or overridden
 }
 
 // Kinds of watch a step record is about.
@@ -155,6 +171,8 @@ type DeployResult struct {
 	Findings         []string           `json:"findings,omitempty"`
 	FinalWeights     activities.Weights `json:"finalWeights"`
 	Pruned           []string           `json:"pruned,omitempty"`
+	// Hotfix: started as a hotfix (policy).
+	Hotfix bool `json:"hotfix,omitempty"`
 }
 
 // Time bounds on the way back: every deploy must be reversible in under two
@@ -190,6 +208,14 @@ type deploy struct {
 	approved   bool
 	cancelWait workflow.CancelFunc
 
+	// pol is the release policy when its gates are on (the run has the
+	// "policy-gates" marker and a policy); nil otherwise.
+	pol      *policy.Policy
+	auditF   []workflow.Future // audit log appends, waited on at the end
+	thawed   bool              // a person approved past a freeze: no more freeze holds
+	burnAt   int64             // when a burn-rate gate tripped (Unix ms)
+	stopBurn workflow.CancelFunc
+
 	leased   []string // lease keys held
 	deployed bool     // the canary's deploy was attempted: stop it unless promoted
 	shifted  bool     // a traffic shift was attempted: put traffic back unless promoted
@@ -209,6 +235,11 @@ func Deploy(ctx workflow.Context, in DeployInput) (DeployResult, error) {
 		return deployV0Run(ctx, in)
 	}
 	d := &deploy{in: in, spec: in.Spec}
+	// Policy gates: runs started before "policy-gates", or without a
+	// policy, take none of the calls below (gates.go).
+	if in.Policy != nil && workflow.GetVersion(ctx, "policy-gates", workflow.DefaultVersion, 1) == 1 {
+		d.pol = in.Policy
+	}
 	d.st = DeployState{Service: in.Spec.Service, Version: in.Version, Steps: len(in.Spec.Steps), Phase: "starting"}
 	d.res = DeployResult{Service: in.Spec.Service, Version: in.Version, Environment: in.Spec.Environment,
 		StartedAt: workflow.Now(ctx).UnixMilli(), CommitTime: in.CommitTime, Steps: []StepRecord{}}
@@ -222,13 +253,22 @@ func Deploy(ctx workflow.Context, in DeployInput) (DeployResult, error) {
 	d.armDeadline(ctx)
 
 	e := d.run(ctx)
+	if d.stopBurn != nil {
+		d.stopBurn()
+	}
 	// The way back runs on a context that a cancellation does not reach.
 	rctx, _ := workflow.NewDisconnectedContext(ctx)
 	d.finish(rctx, e)
+	d.flushAudit(rctx)
 	return d.end(rctx)
 }
 
 func (d *deploy) run(ctx workflow.Context) ending {
+	if d.pol != nil {
+		if e := d.gateStart(ctx); e != nil {
+			return *e
+		}
+	}
 	if e := d.acquire(ctx); e != nil {
 		return *e
 	}
@@ -253,6 +293,9 @@ func (d *deploy) run(ctx workflow.Context) ending {
 		}
 		return ending{outcome: OutcomeAborted, reason: "deploy of the canary failed: " + brief(err)}
 	}
+	if d.pol != nil {
+		d.watchBurn(ctx)
+	}
 
 	for i, step := range d.spec.Steps {
 		// A person may have acted while the canary was deploying or between
@@ -263,6 +306,11 @@ func (d *deploy) run(ctx workflow.Context) ending {
 		d.st.Step = i + 1
 		if step.Approval || (d.spec.Production && step.Weight == 100) {
 			if e := d.waitApproval(ctx, fmt.Sprintf("step %d: shift %d%% to %s", i+1, step.Weight, d.in.Version)); e != nil {
+				return *e
+			}
+		}
+		if d.pol != nil {
+			if e := d.gateShift(ctx); e != nil {
 				return *e
 			}
 		}
@@ -515,6 +563,11 @@ func (d *deploy) promote(ctx workflow.Context, breakGlass bool) ending {
 	if breakGlass {
 		d.st.Reason = "break-glass by " + whoOf(d.cmd) + ": " + d.cmd.Reason
 	}
+	if d.pol != nil && !breakGlass && d.canaryWeight() < 100 {
+		if e := d.gateShift(ctx); e != nil {
+			return *e
+		}
+	}
 	d.setPhase(ctx, "promoting")
 	if err := d.shift(ctx, 100); err != nil {
 		if e := d.afterError(ctx); e != nil && !breakGlass {
@@ -729,6 +782,8 @@ func (d *deploy) interrupted(ctx workflow.Context) ending {
 		if ctx.Err() == nil {
 			return d.promote(ctx, true)
 		}
+	case interruptBurn:
+		return ending{outcome: OutcomeRolledBack, reason: d.cmd.Reason, failedAt: d.burnAt}
 	}
 	return ending{outcome: OutcomeAborted, reason: "aborted by " + whoOf(d.cmd) + reasonSuffix(d.cmd.Reason)}
 }
@@ -762,7 +817,7 @@ func (d *deploy) register(ctx workflow.Context) error {
 		apply    func(workflow.Context, Command)
 	}{
 		{UpdateApprove, func(Command) error {
-			if d.st.Waiting == "" || d.st.Phase != "awaiting-approval" {
+			if d.st.Waiting == "" || (d.st.Phase != "awaiting-approval" && d.st.Phase != phaseFrozen) {
 				return fmt.Errorf("nothing is waiting for approval (phase %s); nothing changed", d.st.Phase)
 			}
 			return nil
@@ -800,12 +855,24 @@ func (d *deploy) register(ctx workflow.Context) error {
 			if len(c.Reason) < 3 {
 				return errors.New("break-glass needs a written reason (--reason \"why this cannot wait\")")
 			}
+			if d.pol != nil {
+				if err := d.pol.MayBreakGlass(whoOf(c), c.Reason, c.Incident); err != nil {
+					return err
+				}
+			}
 			return d.whileRunning(c)
 		}, func(ctx workflow.Context, c Command) { d.interruptWith(ctx, "break-glass", c) }},
 	}
 	for _, h := range handlers {
 		err := workflow.SetUpdateHandlerWithOptions(ctx, h.name,
 			func(ctx workflow.Context, c Command) (DeployState, error) {
+				if h.name == UpdateBreakGlass {
+					// The policy's incident check may refuse after
+					// validation: it calls the incident provider.
+					if err := d.checkIncident(ctx, c); err != nil {
+						return d.st, err
+					}
+				}
 				h.apply(ctx, c)
 				return d.st, nil
 			},
@@ -829,8 +896,11 @@ func (d *deploy) whileRunning(Command) error {
 }
 
 func (d *deploy) record(ctx workflow.Context, action string, c Command) {
-	r := AuditRecord{Action: action, Who: whoOf(c), Reason: c.Reason, At: workflow.Now(ctx).UnixMilli(), Step: d.st.Step}
+	r := AuditRecord{Action: action, Who: whoOf(c), Reason: c.Reason, At: workflow.Now(ctx).UnixMilli(), Step: d.st.Step, Incident: c.Incident}
 	d.res.Audit = append(d.res.Audit, r)
+	if d.pol != nil {
+		d.appendAudit(ctx, r)
+	}
 	workflow.GetLogger(ctx).Warn("audit", "action", action, "who", r.Who, "reason", c.Reason, "step", d.st.Step)
 }
 
