@@ -147,9 +147,13 @@ func registry(c *ucli.Context) *activities.Registry {
 }
 
 func dial(c *ucli.Context) (client.Client, error) {
-	cl, err := worker.Dial(c.Context, worker.ClientConfigFrom(c), logger(c))
+	cfg := worker.ClientConfigFrom(c)
+	if err := cfg.Err(); err != nil {
+		return nil, usageErr("%v", err) // a bad config file or profile: nothing was tried
+	}
+	cl, err := worker.Dial(c.Context, cfg, logger(c))
 	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s: %w (start one with `drillship dev`, or set --address / TEMPORAL_ADDRESS)", worker.ClientConfigFrom(c).Address, err)
+		return nil, fmt.Errorf("connect to Temporal at %s: %w (start one with `drillship dev`, or set --address / TEMPORAL_ADDRESS)", cfg.Address, err)
 	}
 	return cl, nil
 }

@@ -81,6 +81,10 @@ func (c ClientConfig) DataConverter() (converter.DataConverter, error) {
 	return codec.DataConverter(pc), nil
 }
 
+// Err is the config file or profile that could not be read, if any: a
+// configuration error, not a failure to connect.
+func (c ClientConfig) Err() error { return c.loadErr }
+
 // tlsWanted reports whether the connection must use TLS: asked for, implied
 // by any TLS setting (as the temporal CLI does), or by an API key, which
 // Temporal Cloud only accepts over TLS; unless TLS was turned off.

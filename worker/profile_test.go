@@ -120,6 +120,9 @@ func TestProfileErrors(t *testing.T) {
 			}
 		}
 		got := parseFlags(t, tc.args...)
+		if got.Err() == nil {
+			t.Errorf("%v: Err() nil: the CLI would try to connect", tc.args)
+		}
 		_, err := got.Options(quiet)
 		if err == nil {
 			t.Errorf("%v: no error", tc.args)
