@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -135,7 +136,9 @@ func CheckIncident(ctx context.Context, in IncidentInput) (IncidentStatus, error
 	}
 	req.Header.Set("Accept", "application/json")
 	for k, v := range in.Headers {
-		req.Header.Set(k, v)
+		// ${NAME} references are expanded here, so no secret is in the
+		// workflow's history.
+		req.Header.Set(k, os.ExpandEnv(v))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

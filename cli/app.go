@@ -45,6 +45,7 @@ func App() *ucli.App {
 			iamPolicyCommand(),
 			schemaCommand(),
 			envCommand(),
+			policyCommand(), auditCommand(),
 		},
 		CommandNotFound: func(c *ucli.Context, name string) {
 			fmt.Fprintf(c.App.ErrWriter, "drillship: %q is not a command; see `drillship --help`\n", name)

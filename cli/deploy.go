@@ -34,7 +34,7 @@ func deployCommand() *ucli.Command {
 				if err != nil {
 					return err
 				}
-				return sendUpdate(c, id, update, workflows.Command{Who: c.String("who"), Reason: c.String("reason")})
+				return sendUpdate(c, id, update, workflows.Command{Who: c.String("who"), Reason: c.String("reason"), Incident: c.String("incident")})
 			},
 		}
 	}
@@ -51,7 +51,8 @@ func deployCommand() *ucli.Command {
 			idArg("resume", "resume a paused deploy", workflows.UpdateResume),
 			idArg("abort", "abort: traffic back to stable, canary stopped", workflows.UpdateAbort),
 			idArg("rollback", "fast-track a rollback: skip the remaining analysis and pauses", workflows.UpdateRollback),
-			idArg("break-glass", "promote to 100% now, skipping analysis and approvals (needs --reason)", workflows.UpdateBreakGlass),
+			idArg("break-glass", "promote to 100% now, skipping analysis and approvals (needs --reason; a policy may require --incident)", workflows.UpdateBreakGlass,
+				&ucli.StringFlag{Name: "incident", Usage: "the incident in progress this is for (verified open when the deploy's policy has an incident provider)"}),
 			deployList(),
 			deployStats(),
 		},
@@ -73,6 +74,11 @@ func deployStart() *ucli.Command {
 			&ucli.BoolFlag{Name: "wait", Usage: "watch it live until it ends; exit 3 unless promoted"},
 			&ucli.StringFlag{Name: "commit-time", Usage: "RFC 3339 time of the commit, for lead time"},
 			whoFlag, outputFlag, localFlag, onlineFlag,
+			// Release policy (cli/policy.go).
+			policyFlag(),
+			&ucli.BoolFlag{Name: "hotfix", Usage: "a hotfix: passes freezes and budget thresholds that allow hotfixes; recorded"},
+			&ucli.StringFlag{Name: "reason", Usage: "why (a hotfix's or a break-glass's justification, for the audit log)"},
+			&ucli.StringFlag{Name: "incident", Usage: "incident ID: break glass past a policy refusal (needs --reason; the incident must be open)"},
 		),
 		Action: func(c *ucli.Context) error {
 			version, err := versionFlagValue(c)
@@ -93,7 +99,18 @@ func deployStart() *ucli.Command {
 			if err != nil {
 				return specErr(err)
 			}
-			in := workflows.DeployInput{Spec: *spec, Version: version, RequestedBy: c.String("who")}
+			in := workflows.DeployInput{Spec: *spec, Version: version, RequestedBy: c.String("who"),
+				Hotfix: c.Bool("hotfix"), Reason: c.String("reason"), Incident: c.String("incident")}
+			pol, err := findPolicy(c)
+			if err != nil {
+				return err
+			}
+			if pol != nil {
+				if err := policyGate(c, pol, spec, in.Hotfix); err != nil {
+					return err
+				}
+				in.Policy = pol
+			}
 			if ct := c.String("commit-time"); ct != "" {
 				t, err := time.Parse(time.RFC3339, ct)
 				if err != nil {

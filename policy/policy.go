@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -183,6 +184,8 @@ func Parse(file string, data []byte) (*Policy, error) {
 	return &p, nil
 }
 
+var secretRef = regexp.MustCompile(`^(Bearer |Token )?\$\{[A-Za-z_][A-Za-z0-9_]*\}$`)
+
 var dayNames = map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday,
 	"wed": time.Wednesday, "thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday}
 
@@ -294,6 +297,13 @@ func (p *Policy) check(c *specfile.Checker) {
 			c.Fail("breakGlass.incidents.url", "%q: give an http(s) URL with {{id}} where the incident id goes", ip.URL)
 		}
 		c.Range("breakGlass.incidents.timeout", ip.Timeout.D(), 100*time.Millisecond, time.Minute, true)
+		for k, v := range ip.Headers {
+			// The policy travels in the workflow's input: secrets stay
+			// references, expanded by whoever makes the call.
+			if !secretRef.MatchString(v) && (strings.EqualFold(k, "authorization") || strings.Contains(strings.ToLower(k), "token") || strings.Contains(strings.ToLower(k), "key")) {
+				c.Fail("breakGlass.incidents.headers."+k, "a credential must be a ${NAME} reference to an environment variable, not the value")
+			}
+		}
 	}
 }
 
