@@ -406,7 +406,11 @@ func (a *Activities) Guard(ctx context.Context, in WaitInput) (GuardResult, erro
 		}
 		select {
 		case <-ctx.Done():
-			return GuardResult{}, temporal.NewCanceledError(result(GuardResult{}))
+			// Benign: the drill stopping its guard is how every drill ends,
+			// not an error for the worker's log.
+			return GuardResult{}, temporal.NewApplicationErrorWithOptions("guard stopped", "Stopped",
+				temporal.ApplicationErrorOptions{NonRetryable: true, Category: temporal.ApplicationErrorCategoryBenign,
+					Cause: temporal.NewCanceledError(result(GuardResult{}))})
 		case <-tick.C:
 		}
 	}

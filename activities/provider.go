@@ -38,6 +38,10 @@ type Traffic interface {
 
 // ReleaseState is what a release provider knows about a service.
 type ReleaseState struct {
+	// Service is the service the release target serves, when the provider
+	// knows it: a spec naming another service is refused before anything
+	// changes.
+	Service   string   `json:"service,omitempty"`
 	Stable    string   `json:"stable"`    // the version serving by default
 	Running   []string `json:"running"`   // versions with running instances
 	Artifacts []string `json:"artifacts"` // kept artifacts, oldest first

@@ -96,6 +96,9 @@ func (s *Spec) CheckOnline(ctx context.Context, c *specfile.Checker, o Online, v
 		} else {
 			stable = st.Stable
 			r.Ran = append(r.Ran, fmt.Sprintf("release: read the state (stable %s, running %s)", orNone(st.Stable), orNone(strings.Join(st.Running, ", "))))
+			if st.Service != "" && st.Service != s.Service {
+				c.Fail("service", "%q is not the service of this release target, which serves %q", s.Service, st.Service)
+			}
 			if st.Stable == "" {
 				c.Fail("release", "the release target has no stable version to compare the canary with or roll back to")
 			}

@@ -87,7 +87,7 @@ var typeDocs = map[string]string{
 	"drills.Mitigation":   "What stops the customer impact: automated runbook steps, or people in a game day.",
 	"drills.Recovery":     "When the service is fully back: checks that must hold for holdFor.",
 	"drills.Guardrails":   "What aborts the drill (and restores): a maximum duration, and checks that fail for a while.",
-	"ledger.Targets":      "Target duration of each phase, measured from the previous mark; a phase over its target is a finding (red at 5x).",
+	"ledger.Targets":      "Target time of each phase, measured as incident metrics are: from the injection (T0) to the phase's mark; a phase over its target is a finding (red at 5x).",
 	"drills.Schedule":     "The drill's default calendar for `drillship drill schedule create`.",
 	"drills.Workload":     "A database writer that runs from before injection until writes have recovered, to measure RTO and RPO.",
 }
@@ -199,11 +199,11 @@ var fieldDocs = map[string]meta{
 
 	"drills.Schedule.calendar": {Doc: "when the drill runs, such as \"first tuesday 10:00 America/New_York\"", Required: true},
 
-	"ledger.Targets.detection":  {Doc: "fault to detected", Default: "2m", Limit: timeoutLimit, NoZero: true},
-	"ledger.Targets.engagement": {Doc: "detected to engaged (a person or the automation acts)", Default: "5m", Limit: timeoutLimit, NoZero: true},
-	"ledger.Targets.diagnosis":  {Doc: "engaged to diagnosed", Default: "15m", Limit: timeoutLimit, NoZero: true},
-	"ledger.Targets.mitigation": {Doc: "diagnosed to mitigated", Default: "30m", Limit: timeoutLimit, NoZero: true},
-	"ledger.Targets.recovery":   {Doc: "mitigated to recovered (none when left out)", Limit: longLimit},
+	"ledger.Targets.detection":  {Doc: "injection to detected", Default: "2m", Limit: timeoutLimit, NoZero: true},
+	"ledger.Targets.engagement": {Doc: "injection to engaged (a person acks, or the automation acts)", Default: "5m", Limit: timeoutLimit, NoZero: true},
+	"ledger.Targets.diagnosis":  {Doc: "injection to diagnosed", Default: "15m", Limit: timeoutLimit, NoZero: true},
+	"ledger.Targets.mitigation": {Doc: "injection to mitigated (the SLO observed holding again)", Default: "30m", Limit: timeoutLimit, NoZero: true},
+	"ledger.Targets.recovery":   {Doc: "injection to recovered (the recovery checks began to hold and then held for holdFor; none when left out)", Limit: longLimit},
 
 	"activities.Check.name":        {Doc: "a name for the check, unique in its list", Required: true},
 	"activities.Check.target":      {Doc: "this check's own signals provider instead of providers.signals"},

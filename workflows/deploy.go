@@ -210,11 +210,12 @@ type deploy struct {
 
 	// pol is the release policy when its gates are on (the run has the
 	// "policy-gates" marker and a policy); nil otherwise.
-	pol      *policy.Policy
-	auditF   []workflow.Future // audit log appends, waited on at the end
-	thawed   bool              // a person approved past a freeze: no more freeze holds
-	burnAt   int64             // when a burn-rate gate tripped (Unix ms)
-	stopBurn workflow.CancelFunc
+	pol          *policy.Policy
+	auditF       []workflow.Future // audit log appends, waited on at the end
+	thawed       bool              // a person approved past a freeze: no more freeze holds
+	burnAt       int64             // when a burn-rate gate tripped (Unix ms)
+	trafficSince int64             // when the burn-rate watch first saw the canary take traffic (Unix ms)
+	stopBurn     workflow.CancelFunc
 
 	leased   []string // lease keys held
 	deployed bool     // the canary's deploy was attempted: stop it unless promoted
@@ -277,6 +278,8 @@ func (d *deploy) run(ctx workflow.Context) ending {
 		return d.refuse(ctx, "could not read the release state: "+brief(err))
 	}
 	switch {
+	case rs.Service != "" && rs.Service != d.spec.Service:
+		return d.refuse(ctx, fmt.Sprintf("the release target serves %q, not %q", rs.Service, d.spec.Service))
 	case rs.Stable == "":
 		return d.refuse(ctx, "the release target has no stable version to compare with or roll back to")
 	case rs.Stable == d.in.Version:

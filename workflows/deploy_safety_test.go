@@ -209,3 +209,19 @@ func TestDeployInsufficientEvidenceIsNotAPass(t *testing.T) {
 	}
 	wantWeights(t, w, 100, 0)
 }
+
+// TestDeployRefusesAnotherService: a spec naming a service the release
+// target does not serve changes nothing (found by a newcomer: `service:
+// shop` promoted a version onto the local environment's `web`).
+func TestDeployRefusesAnotherService(t *testing.T) {
+	env, w := newEnv(t), newWorld()
+	w.service = "shop"
+	w.mockDeploy(env)
+	res := runDeploy(t, env, testSpec("rollback"))
+	if res.Outcome != OutcomeRefused || !strings.Contains(res.Reason, `serves "shop", not "web"`) {
+		t.Fatalf("outcome %s (%s), want refused", res.Outcome, res.Reason)
+	}
+	if w.called("deploy") != 0 || w.called("weights") != 0 {
+		t.Fatal("a refused deploy changed something")
+	}
+}

@@ -38,6 +38,7 @@ type world struct {
 	windowDelay  time.Duration // a timed watch takes this long
 	failStableAt int           // SetWeights back to stable fails (non-retryable) when > 0
 	leaseHeldBy  string        // AcquireLease refuses, naming this holder
+	service      string        // the service the release target says it serves
 	// stoppedServing counts canaries stopped while they still had traffic:
 	// the invariant is that it stays 0.
 	stoppedServing int
@@ -75,7 +76,7 @@ func (w *world) mockDeploy(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(a.ReleaseState, mock.Anything, mock.Anything).Return(func(ctx context.Context, t activities.Target) (activities.ReleaseState, error) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		return activities.ReleaseState{Stable: w.stable, Running: append([]string(nil), w.running...)}, nil
+		return activities.ReleaseState{Service: w.service, Stable: w.stable, Running: append([]string(nil), w.running...)}, nil
 	})
 	env.OnActivity(a.DeployVersion, mock.Anything, mock.Anything).After(w.deployDelay).Return(func(ctx context.Context, in activities.VersionInput) (int64, error) {
 		w.count("deploy")

@@ -169,7 +169,7 @@ func (r *release) State(ctx context.Context) (activities.ReleaseState, error) {
 	if err := r.c.do(ctx, http.MethodGet, "/api/state", nil, &s); err != nil {
 		return activities.ReleaseState{}, err
 	}
-	return activities.ReleaseState{Stable: s.Stable, Running: s.Running, Artifacts: s.Artifacts}, nil
+	return activities.ReleaseState{Service: s.Service, Stable: s.Stable, Running: s.Running, Artifacts: s.Artifacts}, nil
 }
 
 func (r *release) version(ctx context.Context, version, op string) error {
