@@ -271,16 +271,19 @@ func (b *ErrorBudget) Budget(r Request, ratio Ratio) Decision {
 
 // Burn is the verdict of one burn-rate gate.
 type Burn struct {
-	Rule    string  `json:"rule"`
-	Factor  float64 `json:"factor"`
-	Long    float64 `json:"long"`  // burn rate over the long window
-	Short   float64 `json:"short"` // over the short one
-	Tripped bool    `json:"tripped"`
-	NoData  bool    `json:"noData,omitempty"`
+	Rule   string  `json:"rule"`
+	Factor float64 `json:"factor"`
+	Long   float64 `json:"long"`  // burn rate over the long window
+	Short  float64 `json:"short"` // over the short one
+	// The windows, for the record.
+	LongWindow  time.Duration `json:"longWindow"`
+	ShortWindow time.Duration `json:"shortWindow"`
+	Tripped     bool          `json:"tripped"`
+	NoData      bool          `json:"noData,omitempty"`
 }
 
 func (b Burn) String() string {
-	return fmt.Sprintf("burn rate %s: %.3gx over the long window and %.3gx over the short one (gate %.3gx on both)", b.Rule, b.Long, b.Short, b.Factor)
+	return fmt.Sprintf("burn rate %s: %.3gx over the long window (%s) and %.3gx over the short one (%s) (gate %.3gx on both)", b.Rule, b.Long, b.LongWindow, b.Short, b.ShortWindow, b.Factor)
 }
 
 // Windows lists the windows the burn-rate gates read, shortest first.
@@ -315,7 +318,7 @@ func (b *ErrorBudget) Burns(readings []Ratio) []Burn {
 	for _, r := range b.BurnRate {
 		l, okL := byWindow[r.Long.D()]
 		s, okS := byWindow[r.Short.D()]
-		br := Burn{Rule: r.Name, Factor: r.Factor}
+		br := Burn{Rule: r.Name, Factor: r.Factor, LongWindow: r.Long.D(), ShortWindow: r.Short.D()}
 		if !okL || !okS || l.NoData || s.NoData {
 			br.NoData = true
 			out = append(out, br)

@@ -91,7 +91,7 @@ func (d *deploy) gateShift(ctx workflow.Context) *ending {
 			return e
 		}
 	}
-	if d.canaryWeight() > 0 {
+	if d.canaryWeight() > 0 && d.trafficSince > 0 {
 		if t, ok := d.burning(ctx, d.in.Version); ok {
 			return ptr(d.burnEnding(ctx, t))
 		}
@@ -145,7 +145,21 @@ func (d *deploy) burning(ctx workflow.Context, version string) (policy.Burn, boo
 		what = version
 	}
 	rs := d.readRatios(ctx, "Policy: burn rates of "+what, b.BurnInput(version))
-	return policy.Tripped(b.Burns(rs))
+	burns := b.Burns(rs)
+	if version != "" {
+		// Evidence, not a handful of requests: a gate judges a canary only
+		// once it has taken traffic for the gate's short window.
+		age := time.Duration(0)
+		if d.trafficSince > 0 {
+			age = workflow.Now(ctx).Sub(time.UnixMilli(d.trafficSince))
+		}
+		for i := range burns {
+			if burns[i].ShortWindow > age {
+				burns[i].Tripped = false
+			}
+		}
+	}
+	return policy.Tripped(burns)
 }
 
 func (d *deploy) readRatios(ctx workflow.Context, summary string, in activities.RatiosInput) []policy.Ratio {
@@ -195,6 +209,12 @@ func (d *deploy) watchBurn(ctx workflow.Context) {
 				return
 			}
 			if d.canaryWeight() == 0 || d.st.Phase == "shifting" || d.st.Phase == "promoting" {
+				continue
+			}
+			if d.trafficSince == 0 {
+				// Within checkEvery of the first shift: the age counts
+				// from here, erring on the side of more evidence.
+				d.trafficSince = workflow.Now(g).UnixMilli()
 				continue
 			}
 			t, ok := d.burning(g, d.in.Version)
