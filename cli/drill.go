@@ -65,7 +65,7 @@ func drillRun() *ucli.Command {
 			&ucli.StringFlag{Name: "mode", Usage: "automated or gameday (default: the spec's)"},
 			&ucli.BoolFlag{Name: "wait", Usage: "watch it live until it ends; exit 3 unless recovered and restored"},
 			&ucli.StringFlag{Name: "report-dir", Usage: "directory the worker writes the reports to", EnvVars: []string{"DRILLSHIP_REPORT_DIR"}},
-			whoFlag, outputFlag, localFlag, onlineFlag,
+			whoFlag, outputFlag, localFlag, onlineFlag, policyFlag(),
 		),
 		Action: func(c *ucli.Context) error {
 			path, err := oneArg(c, "drill spec")
@@ -95,6 +95,10 @@ func drillRun() *ucli.Command {
 			}
 			defer cl.Close()
 			in := workflows.DrillInput{Spec: *spec, Mode: mode, RequestedBy: c.String("who"), ReportDir: c.String("report-dir")}
+			// A drill freeze in effect refuses it, recorded (cli/policy.go).
+			if in.Policy, err = findPolicy(c); err != nil {
+				return err
+			}
 			run, err := StartDrill(c.Context, cl, in)
 			if err != nil {
 				return err
@@ -319,7 +323,7 @@ func scheduleCommand() *ucli.Command {
 				Flags: withClientFlags(
 					&ucli.StringFlag{Name: "calendar", Usage: `e.g. "first tuesday 10:00 America/New_York" (default: the spec's schedule.calendar)`},
 					&ucli.StringFlag{Name: "report-dir", EnvVars: []string{"DRILLSHIP_REPORT_DIR"}},
-					localFlag, outputFlag,
+					localFlag, outputFlag, policyFlag(),
 				),
 				Action: func(c *ucli.Context) error {
 					path, err := oneArg(c, "drill spec")
@@ -345,7 +349,12 @@ func scheduleCommand() *ucli.Command {
 						return err
 					}
 					defer cl.Close()
-					id, err := schedule.Create(c.Context, cl, spec, cal, c.String("report-dir"))
+					// Scheduled runs respect the policy's drill freezes.
+					pol, err := findPolicy(c)
+					if err != nil {
+						return err
+					}
+					id, err := schedule.CreateWithPolicy(c.Context, cl, spec, cal, c.String("report-dir"), pol)
 					if err != nil {
 						return err
 					}

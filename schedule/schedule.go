@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/drillship/drillship/drills"
+	"github.com/drillship/drillship/policy"
 	"github.com/drillship/drillship/workflows"
 )
 
@@ -91,6 +92,13 @@ func ID(drill string) string { return "drill-schedule/" + drill }
 
 // Create makes (or replaces) the schedule that runs spec on calendar.
 func Create(ctx context.Context, c client.Client, spec *drills.Spec, calendar, reportDir string) (string, error) {
+	return CreateWithPolicy(ctx, c, spec, calendar, reportDir, nil)
+}
+
+// CreateWithPolicy is Create with a release policy: each scheduled run
+// checks its drill freezes and is refused, with the freeze recorded, while
+// one is in effect.
+func CreateWithPolicy(ctx context.Context, c client.Client, spec *drills.Spec, calendar, reportDir string, pol *policy.Policy) (string, error) {
 	cal, err := Parse(calendar)
 	if err != nil {
 		return "", err
@@ -110,7 +118,7 @@ func Create(ctx context.Context, c client.Client, spec *drills.Spec, calendar, r
 		Action: &client.ScheduleWorkflowAction{
 			ID:        "drill/" + spec.Name + "/scheduled",
 			Workflow:  "Drill",
-			Args:      []any{workflows.DrillInput{Spec: *spec, RequestedBy: "schedule " + id, ReportDir: reportDir}},
+			Args:      []any{workflows.DrillInput{Spec: *spec, RequestedBy: "schedule " + id, ReportDir: reportDir, Policy: pol}},
 			TaskQueue: workflows.TaskQueue,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
 				workflows.AttrKind.ValueSet("drill"), workflows.AttrScenario.ValueSet(spec.Name),

@@ -16,6 +16,7 @@ import (
 	"github.com/drillship/drillship/drills"
 	"github.com/drillship/drillship/lease"
 	"github.com/drillship/drillship/ledger"
+	"github.com/drillship/drillship/policy"
 )
 
 // Drill update and query names.
@@ -35,6 +36,8 @@ type DrillInput struct {
 	// ReportDir: where the worker writes the reports, so that they outlive
 	// Temporal's retention. Empty writes none.
 	ReportDir string `json:"reportDir,omitempty"`
+	// Policy: a drill freeze in effect refuses the drill (gates.go).
+	Policy *policy.Policy `json:"policy,omitempty"`
 }
 
 // DrillID is the workflow id of a drill started at t.
@@ -149,7 +152,10 @@ func Drill(ctx workflow.Context, in DrillInput) (ledger.Record, error) {
 	// the drill does not reach: the side activities are stopped and waited
 	// for, restore runs, the lease is released.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	err := d.run(ctx, dctx)
+	err := drillFrozen(ctx, in) // release policy: nil without one (versioned, gates.go)
+	if err == nil {
+		err = d.run(ctx, dctx)
+	}
 	d.ended = true // from here on, commands are refused: the outcome is settled
 	d.stopGuardrails(dctx)
 	d.stopWorkload(dctx, ctx.Err() != nil)

@@ -295,3 +295,18 @@ func (d *deploy) flushAudit(ctx workflow.Context) {
 		}
 	}
 }
+
+// drillFrozen refuses a drill while a freeze that blocks drills is in
+// effect: the drill is recorded as refused, naming the freeze and until
+// when, with nothing injected. Runs without a policy, or started before
+// "policy-gates", take no marker and no decision.
+func drillFrozen(ctx workflow.Context, in DrillInput) error {
+	if in.Policy == nil || workflow.GetVersion(ctx, "policy-gates", workflow.DefaultVersion, 1) != 1 {
+		return nil
+	}
+	dec := in.Policy.Freeze(policy.Request{Kind: policy.KindDrill, Service: in.Spec.Name, Environment: in.Spec.Environment, Now: workflow.Now(ctx)})
+	if dec.Allowed {
+		return nil
+	}
+	return refusal{msg: "policy: " + dec.String()}
+}

@@ -17,6 +17,8 @@ import (
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/audit"
 	"github.com/drillship/drillship/deploys"
+	"github.com/drillship/drillship/drills"
+	"github.com/drillship/drillship/ledger"
 	"github.com/drillship/drillship/policy"
 	"github.com/drillship/drillship/specfile"
 )
@@ -356,5 +358,34 @@ func TestPolicyBreakGlassNeedsOpenIncident(t *testing.T) {
 	acts := auditActions(t, p)
 	if !hasAction(acts, "break-glass-refused") || !hasAction(acts, "break-glass:") {
 		t.Fatalf("audit log %v", acts)
+	}
+}
+
+// TestPolicyDrillFreeze: a drill during a freeze that blocks drills is
+// refused with the freeze named and nothing injected; outside it, it runs.
+func TestPolicyDrillFreeze(t *testing.T) {
+	p := parsePolicy(t, `freezes:
+  - name: peak
+    blocks: drills
+    dates: {from: "2026-11-25T09:00", to: "2026-11-25T12:00"}
+`)
+	env, w := newEnv(t), newDrillWorld()
+	env.SetStartTime(policyStart)
+	w.mock(env)
+	env.ExecuteWorkflow(Drill, DrillInput{Spec: drillSpec(drills.ModeAutomated), Policy: p})
+	rec := endedDrill(t, env, drills.Spec{}, ErrRefused)
+	if rec.Outcome != ledger.OutcomeRefused || !strings.Contains(rec.Reason, "freeze peak") || !strings.Contains(rec.Reason, "until 2026-11-25T12:00:00Z") {
+		t.Fatalf("outcome %s reason %q", rec.Outcome, rec.Reason)
+	}
+	if w.called("inject") != 0 || !rec.Restored {
+		t.Fatalf("inject called %d times, restored %v", w.called("inject"), rec.Restored)
+	}
+
+	env, w = newEnv(t), newDrillWorld()
+	env.SetStartTime(policyStart.Add(3 * time.Hour))
+	w.mock(env)
+	env.ExecuteWorkflow(Drill, DrillInput{Spec: drillSpec(drills.ModeAutomated), Policy: p})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("after the freeze: %v", err)
 	}
 }
