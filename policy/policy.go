@@ -17,6 +17,7 @@ import (
 	_ "time/tzdata" // zones resolve the same on every worker, whatever its OS has
 
 	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/notify"
 	"github.com/drillship/drillship/specfile"
 )
 
@@ -47,6 +48,8 @@ type Policy struct {
 	ErrorBudget *ErrorBudget `yaml:"errorBudget,omitempty" json:"errorBudget,omitempty"`
 	BreakGlass  BreakGlass   `yaml:"breakGlass,omitempty" json:"breakGlass"`
 	Audit       AuditConfig  `yaml:"audit,omitempty" json:"audit"`
+	// Notifications: where deploys and drills are announced (package notify).
+	Notifications *notify.Config `yaml:"notifications,omitempty" json:"notifications,omitempty"`
 	// File is where the policy was read from, for messages.
 	File string `yaml:"-" json:"file,omitempty"`
 }
@@ -288,6 +291,9 @@ func (p *Policy) check(c *specfile.Checker) {
 		if b.NoData != "" && b.NoData != "refuse" && b.NoData != "allow" {
 			c.Fail("errorBudget.noData", "%q is not allowed (allowed: refuse, allow)", b.NoData)
 		}
+	}
+	if p.Notifications != nil {
+		p.Notifications.Check(c, "notifications")
 	}
 	if ip := p.BreakGlass.Incidents; ip != nil {
 		if ip.Provider != "http" {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/lease"
+	"github.com/drillship/drillship/notify"
 	"github.com/drillship/drillship/workflows"
 )
 
@@ -32,6 +33,8 @@ func Register(w sdkworker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: "Drill"})
 	w.RegisterWorkflowWithOptions(workflows.Failover, workflow.RegisterOptions{Name: "Failover"})
 	w.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
+	// Notifications: sent by the workflows without waiting on them.
+	w.RegisterActivityWithOptions(&notify.Activities{}, activity.RegisterOptions{})
 }
 
 // New returns a worker for c over the providers in reg; start it with Run
