@@ -18,8 +18,12 @@ func (b *ErrorBudget) BudgetInput() activities.RatiosInput {
 // BurnInput reads the burn-rate windows; version narrows them to a canary
 // ("" for the whole service).
 func (b *ErrorBudget) BurnInput(version string) activities.RatiosInput {
-	return activities.RatiosInput{Signals: b.SLO.Signals, Good: b.SLO.SLI.Good, Total: b.SLO.SLI.Total,
-		ErrorRatio: b.SLO.SLI.ErrorRatio, Windows: b.Windows(), Version: version}
+	sli := b.SLO.SLI
+	if version != "" && sli.Canary != nil {
+		sli = *sli.Canary
+	}
+	return activities.RatiosInput{Signals: b.SLO.Signals, Good: sli.Good, Total: sli.Total,
+		ErrorRatio: sli.ErrorRatio, Windows: b.Windows(), Version: version}
 }
 
 // Ratios converts readings.

@@ -108,11 +108,24 @@ type SLO struct {
 // SLI is good/total queries, or one query answering the error ratio
 // (0..1). The window of each reading is set by drillship (Query.Window,
 // {{window}} in PromQL); a burn-rate gate on a canary adds the scope
-// version=<canary> ({{version}}).
+// version=<canary> ({{version}} in PromQL) to Canary's queries, or to
+// these when Canary is not given.
 type SLI struct {
 	Good       *activities.Query `yaml:"good,omitempty" json:"good,omitempty"`
 	Total      *activities.Query `yaml:"total,omitempty" json:"total,omitempty"`
 	ErrorRatio *activities.Query `yaml:"errorRatio,omitempty" json:"errorRatio,omitempty"`
+	// Canary: the same SLI for one version, where the service's queries
+	// cannot be narrowed by a scope (PromQL with {{version}}).
+	Canary *SLI `yaml:"canary,omitempty" json:"canary,omitempty"`
+}
+
+func (s SLI) check(c *specfile.Checker, at string) {
+	switch {
+	case s.ErrorRatio != nil && (s.Good != nil || s.Total != nil):
+		c.Fail(at, "give good and total, or errorRatio, not both")
+	case s.ErrorRatio == nil && (s.Good == nil || s.Total == nil):
+		c.Fail(at, "give good and total (queries of good and all events), or errorRatio (a query answering 0..1)")
+	}
 }
 
 // Threshold: when the remaining budget (a fraction of the whole; negative
@@ -254,11 +267,12 @@ func (p *Policy) check(c *specfile.Checker) {
 		if s.Signals.Provider == "" {
 			c.Fail("errorBudget.slo.signals.provider", "missing: the signals provider the SLI is read from (prometheus, local, ...)")
 		}
-		switch {
-		case s.SLI.ErrorRatio != nil && (s.SLI.Good != nil || s.SLI.Total != nil):
-			c.Fail("errorBudget.slo.sli", "give good and total, or errorRatio, not both")
-		case s.SLI.ErrorRatio == nil && (s.SLI.Good == nil || s.SLI.Total == nil):
-			c.Fail("errorBudget.slo.sli", "give good and total (queries of good and all events), or errorRatio (a query answering 0..1)")
+		s.SLI.check(c, "errorBudget.slo.sli")
+		if cs := s.SLI.Canary; cs != nil {
+			cs.check(c, "errorBudget.slo.sli.canary")
+			if cs.Canary != nil {
+				c.Fail("errorBudget.slo.sli.canary.canary", "a canary's SLI has no canary of its own")
+			}
 		}
 		for i, t := range b.Thresholds {
 			at := fmt.Sprintf("errorBudget.thresholds[%d]", i)

@@ -215,6 +215,7 @@ type deploy struct {
 	thawed       bool              // a person approved past a freeze: no more freeze holds
 	burnAt       int64             // when a burn-rate gate tripped (Unix ms)
 	trafficSince int64             // when the burn-rate watch first saw the canary take traffic (Unix ms)
+	sliFailed    bool              // a policy reading of the SLI failed (found once)
 	stopBurn     workflow.CancelFunc
 
 	leased   []string // lease keys held

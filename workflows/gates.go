@@ -168,7 +168,11 @@ func (d *deploy) readRatios(ctx workflow.Context, summary string, in activities.
 		if ctx.Err() != nil {
 			return nil
 		}
-		d.finding("policy: reading the SLI failed: " + brief(err))
+		if !d.sliFailed {
+			// Once: the burn-rate watch would repeat it every check.
+			d.sliFailed = true
+			d.finding("policy: reading the SLI failed (gates saw no data): " + brief(err))
+		}
 		out := make([]policy.Ratio, len(in.Windows))
 		for i, w := range in.Windows {
 			out[i] = policy.Ratio{Window: w, NoData: true, Detail: brief(err)}
