@@ -534,7 +534,7 @@ func deployStats() *ucli.Command {
 					results = append(results, res)
 				}
 			}
-			s := dora.Compute(results, c.Duration("window"))
+			s := dora.Compute(results, dora.Options{Window: c.Duration("window")})
 			if asJSON {
 				return printJSON(c.App.Writer, s)
 			}

@@ -16,7 +16,8 @@ func TestDeployStatsFromVisibility(t *testing.T) {
 	var stats struct {
 		Deploys      int     `json:"deploys"`
 		Promoted     int     `json:"promoted"`
-		Failed       int     `json:"failed"`
+		Production   int     `json:"productionDeploys"`
+		Caught       int     `json:"caughtBeforePromotion"`
 		ChangeFail   float64 `json:"changeFailureRate"`
 		RestoreP50Ms *int64  `json:"timeToRestoreMedianMs"`
 	}
@@ -34,7 +35,9 @@ func TestDeployStatsFromVisibility(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	if stats.Deploys != 2 || stats.Promoted != 1 || stats.Failed != 1 || stats.ChangeFail != 0.5 || stats.RestoreP50Ms == nil {
-		t.Fatalf("stats %+v: want 2 deploys, 1 promoted, 1 rolled back, change failure rate 0.5, a time to restore", stats)
+	// The bad canary was caught before promotion: not a change failure
+	// (DORA counts deploys that caused a failure in production).
+	if stats.Deploys != 2 || stats.Promoted != 1 || stats.Production != 1 || stats.Caught != 1 || stats.ChangeFail != 0 || stats.RestoreP50Ms != nil {
+		t.Fatalf("stats %+v: want 2 deploys, 1 promoted and in production, 1 caught as a canary, change failure rate 0, no time to restore", stats)
 	}
 }
