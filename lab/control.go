@@ -35,6 +35,9 @@ type ServiceStatus struct {
 	URL       string  `json:"url"`
 	ErrorRate float64 `json:"errorRate"`
 	Down      bool    `json:"down"`
+	// FeatureErrorRate: the share of requests through the lab flag's
+	// feature that fail.
+	FeatureErrorRate float64 `json:"featureErrorRate,omitempty"`
 }
 
 // ServiceChange changes a service; nil fields are left as they are.
@@ -42,6 +45,8 @@ type ServiceChange struct {
 	Version   string   `json:"version"`
 	ErrorRate *float64 `json:"errorRate,omitempty"`
 	Down      *bool    `json:"down,omitempty"`
+	// FeatureErrorRate breaks (or mends) the lab flag's feature.
+	FeatureErrorRate *float64 `json:"featureErrorRate,omitempty"`
 }
 
 // releaseBook keeps stable and artifacts; running is read from the services.
@@ -163,11 +168,17 @@ func (l *Lab) ChangeService(ch ServiceChange) error {
 	if err != nil {
 		return err
 	}
+	if ch.FeatureErrorRate != nil && (*ch.FeatureErrorRate < 0 || *ch.FeatureErrorRate > 1) {
+		return fmt.Errorf("lab: featureErrorRate %g: want 0..1", *ch.FeatureErrorRate)
+	}
 	if ch.ErrorRate != nil {
 		if *ch.ErrorRate < 0 || *ch.ErrorRate > 1 {
 			return fmt.Errorf("lab: errorRate %g: want 0..1", *ch.ErrorRate)
 		}
 		s.SetErrorRate(*ch.ErrorRate)
+	}
+	if ch.FeatureErrorRate != nil {
+		s.SetFeatureErrorRate(*ch.FeatureErrorRate)
 	}
 	if ch.Down != nil {
 		s.SetDown(*ch.Down)
@@ -180,7 +191,7 @@ func (l *Lab) ServiceStatuses() []ServiceStatus {
 	var out []ServiceStatus
 	for _, v := range l.versions() {
 		s := l.services[v]
-		out = append(out, ServiceStatus{Version: v, URL: s.URL, ErrorRate: s.ErrorRate(), Down: s.down.Load()})
+		out = append(out, ServiceStatus{Version: v, URL: s.URL, ErrorRate: s.ErrorRate(), Down: s.down.Load(), FeatureErrorRate: s.FeatureErrorRate()})
 	}
 	return out
 }

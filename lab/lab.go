@@ -21,6 +21,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/drillship/drillship/activities/unleash/ofunleash"
 )
 
 // Part selects what the lab starts. The sample services always run.
@@ -31,6 +33,10 @@ const (
 	PartHAProxy Part = 1 << iota
 	PartPrometheus
 	PartPostgres
+	// PartFlags is an Unleash server on the lab's PostgreSQL (so it brings
+	// PartPostgres), installed from npm on first use. Not in PartAll: it
+	// needs Node and a download.
+	PartFlags
 	PartAll = PartHAProxy | PartPrometheus | PartPostgres
 )
 
@@ -71,6 +77,7 @@ type State struct {
 	HAProxy    *HAProxyInfo    `json:"haproxy,omitempty"`
 	Prometheus *PrometheusInfo `json:"prometheus,omitempty"`
 	Postgres   *PostgresInfo   `json:"postgres,omitempty"`
+	Unleash    *UnleashInfo    `json:"unleash,omitempty"`
 	// ControlURL is the control API of the lab host (release bookkeeping,
 	// service faults); HostPID the host when it is a detached process.
 	ControlURL string `json:"control,omitempty"`
@@ -95,6 +102,7 @@ type Lab struct {
 	book     releaseBook
 	control  *http.Server
 	stopLoad func()
+	flags    *ofunleash.Provider
 }
 
 // Up starts the lab. On error, whatever started is stopped again.
@@ -104,6 +112,9 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	}
 	if o.Parts == 0 {
 		o.Parts = PartAll
+	}
+	if o.Parts&PartFlags != 0 {
+		o.Parts |= PartPostgres
 	}
 	if len(o.Versions) == 0 {
 		o.Versions = []string{"v1", "v2"}
@@ -142,6 +153,9 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 }
 
 func checkBinaries(p Part) error {
+	if p&PartFlags != 0 {
+		p |= PartPostgres
+	}
 	var bins []binary
 	if p&PartHAProxy != 0 {
 		bins = append(bins, binHAProxy)
@@ -157,6 +171,9 @@ func checkBinaries(p Part) error {
 		if _, err := lookBinary(b); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if p&PartFlags != 0 {
+		errs = append(errs, checkUnleash())
 	}
 	return errors.Join(errs...)
 }
@@ -205,6 +222,17 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 		p, err := upPostgres(ctx, l.Dir, o.SyncReplication, o.DieWithParent)
 		l.Postgres = p
 		if err := errors.Join(err, l.save()); err != nil {
+			return err
+		}
+	}
+	if o.Parts&PartFlags != 0 {
+		u, d, err := upUnleash(ctx, l.Dir, l.Postgres, o.DieWithParent)
+		l.track(d)
+		l.Unleash = u
+		if err := errors.Join(err, l.save()); err != nil {
+			return err
+		}
+		if err := l.startFlags(ctx); err != nil {
 			return err
 		}
 	}
@@ -266,6 +294,14 @@ func (s *State) Summary() []string {
 	if p := s.Prometheus; p != nil {
 		out = append(out, fmt.Sprintf("prometheus (pid %d): %s (scrape interval 1s)", p.PID, p.URL))
 	}
+	if u := s.Unleash; u != nil {
+		install := "reused"
+		if u.InstallMs > 0 {
+			install = fmt.Sprintf("installed in %.1fs", float64(u.InstallMs)/1000)
+		}
+		out = append(out, fmt.Sprintf("unleash %s (pid %d): %s (admin token in the state file), flag %s in %s/%s; %s in %s, healthy in %.1fs",
+			UnleashVersion, u.PID, u.URL, u.Feature, u.Project, u.Environment, install, u.Install, float64(u.StartMs)/1000))
+	}
 	if p := s.Postgres; p != nil {
 		mode := "asynchronous"
 		if p.Sync {
@@ -303,6 +339,10 @@ func (l *Lab) Down() error {
 		_ = l.control.Close()
 		l.control = nil
 	}
+	if l.flags != nil {
+		l.flags.Close()
+		l.flags = nil
+	}
 	err := l.State.down()
 	for _, d := range l.daemons {
 		<-d.done // reap what this process started
@@ -316,6 +356,10 @@ func (l *Lab) Down() error {
 
 func (s *State) down() error {
 	var errs []error
+	if s.Unleash != nil {
+		// Before its database goes away.
+		errs = append(errs, stopPID(s.Unleash.PID, syscall.SIGTERM, 10*time.Second))
+	}
 	if s.Postgres != nil {
 		errs = append(errs, s.Postgres.down())
 	}
@@ -391,6 +435,9 @@ func (s *State) Settings() map[string]map[string]any {
 		out["prometheus"] = map[string]any{"url": p.URL}
 	}
 	out["lab"] = map[string]any{"lab": filepath.Join(s.Dir, StateFile)}
+	if s.Unleash != nil {
+		out["unleash"] = map[string]any{"lab": filepath.Join(s.Dir, StateFile)}
+	}
 	if p := s.Postgres; p != nil {
 		nodes := map[string]any{}
 		for _, n := range p.Nodes {

@@ -75,6 +75,11 @@ type daemon struct {
 // that exits (unless tied: then it dies with this process, as test servers
 // must even when the test binary is killed), with output appended to logPath.
 func startDaemon(argv []string, logPath string, tied bool) (*daemon, error) {
+	return startDaemonEnv(argv, logPath, tied, nil)
+}
+
+// startDaemonEnv is startDaemon with env added to this process's environment.
+func startDaemonEnv(argv []string, logPath string, tied bool, env []string) (*daemon, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lab: log file: %w", err)
@@ -82,6 +87,9 @@ func startDaemon(argv []string, logPath string, tied bool) (*daemon, error) {
 	defer logf.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if tied {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/open-feature/go-sdk/openfeature"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -28,6 +29,20 @@ type Service struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	srv      *http.Server
+
+	// The feature behind the lab flag: while the flag is on for a request,
+	// the request is served through it, and the feature fails featErr of
+	// its requests. Flipping the flag off stops them: the kill switch.
+	flag       atomic.Pointer[flagReader]
+	featErr    atomic.Uint64 // math.Float64bits
+	featServed atomic.Uint64
+	featReqs   *prometheus.CounterVec
+}
+
+// flagReader evaluates the lab flag for one request.
+type flagReader struct {
+	client  *openfeature.Client
+	feature string
 }
 
 // Metric names the sample service exposes; PromQL in tests and specs uses them.
@@ -51,7 +66,10 @@ func startService(version string) (*Service, error) {
 		Name: MetricDuration, Help: "Request latency.", ConstLabels: labels,
 		Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"code"})
-	reg.MustRegister(s.requests, s.duration)
+	s.featReqs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricFeatureRequests, Help: "Requests served through the lab flag's feature, by status code.", ConstLabels: labels,
+	}, []string{"code"})
+	reg.MustRegister(s.requests, s.duration, s.featReqs)
 	// Pre-create both codes so that rate() sees a zero series from the start.
 	s.requests.WithLabelValues("200")
 	s.requests.WithLabelValues("500")
@@ -84,16 +102,51 @@ func (s *Service) ErrorRate() float64 { return math.Float64frombits(s.errRate.Lo
 // SetDown makes the service fail its health check and every request (503).
 func (s *Service) SetDown(down bool) { s.down.Store(down) }
 
-func (s *Service) serve(w http.ResponseWriter, _ *http.Request) {
+// SetFeatureErrorRate makes the flag's feature fail share (0..1) of the
+// requests served through it.
+func (s *Service) SetFeatureErrorRate(share float64) {
+	s.featErr.Store(math.Float64bits(math.Max(0, math.Min(1, share))))
+}
+
+// FeatureErrorRate returns the share of feature requests that fail.
+func (s *Service) FeatureErrorRate() float64 { return math.Float64frombits(s.featErr.Load()) }
+
+func (s *Service) useFlag(c *openfeature.Client, feature string) {
+	s.flag.Store(&flagReader{client: c, feature: feature})
+}
+
+// throughFeature asks the flag whether request n goes through the feature;
+// the request number is the targeting key, so a gradual rollout sends that
+// share of requests through it.
+func (s *Service) throughFeature(ctx context.Context, n uint64) bool {
+	f := s.flag.Load()
+	if f == nil {
+		return false
+	}
+	on, _ := f.client.BooleanValue(ctx, f.feature, false, openfeature.NewEvaluationContext(strconv.FormatUint(n, 10), nil))
+	return on
+}
+
+func (s *Service) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	code := http.StatusOK
 	n := s.served.Add(1)
 	rate := s.ErrorRate()
+	feature := s.throughFeature(r.Context(), n)
 	switch {
 	case s.down.Load():
 		code = http.StatusServiceUnavailable
 	case math.Floor(float64(n)*rate) != math.Floor(float64(n-1)*rate):
 		code = http.StatusInternalServerError
+	case feature:
+		m, fr := s.featServed.Add(1), s.FeatureErrorRate()
+		if math.Floor(float64(m)*fr) != math.Floor(float64(m-1)*fr) {
+			code = http.StatusInternalServerError
+		}
+	}
+	if feature {
+		s.featReqs.WithLabelValues(strconv.Itoa(code)).Inc()
+		w.Header().Set("X-Feature", "on")
 	}
 	w.Header().Set("X-Version", s.Version)
 	w.WriteHeader(code)
