@@ -16,9 +16,10 @@ import (
 // only when d.pol is set, that is on runs with the "policy-gates" marker
 // and a policy: older runs replay as they were.
 //
-// Freezes are decided in the workflow from workflow time (pure, so a
-// replay decides the same); the error budget and burn rates are read by
-// activities and judged here.
+// Freezes are decided from workflow time, as a side effect (freezeDecision)
+// so that a replay on a worker with another time-zone database decides
+// the same; the error budget and burn rates are read by activities and
+// judged here.
 
 const (
 	phaseFrozen   = "frozen"
@@ -35,7 +36,7 @@ func (d *deploy) request(ctx workflow.Context) policy.Request {
 // one, are recorded.
 func (d *deploy) gateStart(ctx workflow.Context) *ending {
 	d.res.Hotfix = d.in.Hotfix
-	dec := d.pol.Freeze(d.request(ctx))
+	dec := freezeDecision(ctx, d.pol, d.request(ctx))
 	if dec.Allowed && d.pol.ErrorBudget != nil {
 		passed := dec.Passed
 		if b := d.pol.ErrorBudget; len(b.Thresholds) > 0 {
@@ -83,7 +84,7 @@ func (d *deploy) gateStart(ctx workflow.Context) *ending {
 // burning the budget fast is rolled back.
 func (d *deploy) gateShift(ctx workflow.Context) *ending {
 	for !d.thawed {
-		dec := d.pol.Freeze(d.request(ctx))
+		dec := freezeDecision(ctx, d.pol, d.request(ctx))
 		if dec.Allowed {
 			break
 		}
@@ -308,9 +309,23 @@ func drillFrozen(ctx workflow.Context, in DrillInput) error {
 	if in.Policy == nil || workflow.GetVersion(ctx, "policy-gates", workflow.DefaultVersion, 1) != 1 {
 		return nil
 	}
-	dec := in.Policy.Freeze(policy.Request{Kind: policy.KindDrill, Service: in.Spec.Name, Environment: in.Spec.Environment, Now: workflow.Now(ctx)})
+	dec := freezeDecision(ctx, in.Policy, policy.Request{Kind: policy.KindDrill, Service: in.Spec.Name, Environment: in.Spec.Environment, Now: workflow.Now(ctx)})
 	if dec.Allowed {
 		return nil
 	}
 	return refusal{msg: "policy: " + dec.String()}
+}
+
+// freezeDecision decides on the freezes as a side effect, recorded in the
+// history: zones are read from the worker's time-zone database, which may
+// differ between the worker that ran it and one that replays it.
+func freezeDecision(ctx workflow.Context, p *policy.Policy, r policy.Request) policy.Decision {
+	var dec policy.Decision
+	v := workflow.SideEffect(ctx, func(workflow.Context) any { return p.Freeze(r) })
+	if err := v.Get(&dec); err != nil {
+		// Unreadable only if the history is damaged: refuse rather than
+		// let a deploy through unchecked.
+		return policy.Decision{Rule: "policy", Reason: "the freeze decision could not be read back: " + err.Error()}
+	}
+	return dec
 }
