@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/drillship/drillship/notify"
 )
 
 // Mark names, in the order a drill reaches them.
@@ -266,6 +268,8 @@ type Record struct {
 	// Database drills.
 	RTOMs *int64 `json:"rtoMs,omitempty"`
 	RPO   *int64 `json:"rpoRows,omitempty"`
+	// Notifications sent about the drill: event, channel, ok/failed.
+	Notifications []notify.Record `json:"notifications,omitempty"`
 }
 
 // MarkAt returns the time of a mark and whether it exists.

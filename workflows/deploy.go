@@ -13,6 +13,7 @@ import (
 	"github.com/drillship/drillship/analysis"
 	"github.com/drillship/drillship/deploys"
 	"github.com/drillship/drillship/lease"
+	"github.com/drillship/drillship/notify"
 	"github.com/drillship/drillship/policy"
 )
 
@@ -173,6 +174,8 @@ type DeployResult struct {
 	Pruned           []string           `json:"pruned,omitempty"`
 	// Hotfix: started as a hotfix (policy).
 	Hotfix bool `json:"hotfix,omitempty"`
+	// Notifications sent about the deploy: event, channel, ok/failed.
+	Notifications []notify.Record `json:"notifications,omitempty"`
 }
 
 // Time bounds on the way back: every deploy must be reversible in under two
@@ -218,6 +221,10 @@ type deploy struct {
 	sliFailed    bool              // a policy reading of the SLI failed (found once)
 	stopBurn     workflow.CancelFunc
 
+	note   *notify.Sender // notifications (notify.go); nil: none sent
+	holds  int            // holds announced, for their event ids
+	breaks int            // break-glasses announced, likewise
+
 	leased   []string // lease keys held
 	deployed bool     // the canary's deploy was attempted: stop it unless promoted
 	shifted  bool     // a traffic shift was attempted: put traffic back unless promoted
@@ -242,6 +249,9 @@ func Deploy(ctx workflow.Context, in DeployInput) (DeployResult, error) {
 	if in.Policy != nil && workflow.GetVersion(ctx, "policy-gates", workflow.DefaultVersion, 1) == 1 {
 		d.pol = in.Policy
 	}
+	if in.Policy != nil {
+		d.note = notifier(ctx, in.Policy.Notifications) // versioned: notify.go
+	}
 	d.st = DeployState{Service: in.Spec.Service, Version: in.Version, Steps: len(in.Spec.Steps), Phase: "starting"}
 	d.res = DeployResult{Service: in.Spec.Service, Version: in.Version, Environment: in.Spec.Environment,
 		StartedAt: workflow.Now(ctx).UnixMilli(), CommitTime: in.CommitTime, Steps: []StepRecord{}}
@@ -262,6 +272,7 @@ func Deploy(ctx workflow.Context, in DeployInput) (DeployResult, error) {
 	rctx, _ := workflow.NewDisconnectedContext(ctx)
 	d.finish(rctx, e)
 	d.flushAudit(rctx)
+	d.noteEnd(rctx)
 	return d.end(rctx)
 }
 
@@ -918,6 +929,9 @@ func (d *deploy) interruptWith(ctx workflow.Context, what string, c Command) {
 	if d.cancelWait != nil {
 		d.cancelWait()
 	}
+	if what == "break-glass" {
+		d.noteBreakGlass(ctx, c, "")
+	}
 }
 
 // setPhase shows the phase in the state query, the UI's current details
@@ -934,6 +948,7 @@ func (d *deploy) setPhase(ctx workflow.Context, phase string) {
 	}
 	workflow.SetCurrentDetails(ctx, details)
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrPhase.ValueSet(phase), AttrStep.ValueSet(int64(d.st.Step)))
+	d.notePhase(ctx, phase)
 }
 
 // Kinds of provider call, each with its own deadline: one hung call must

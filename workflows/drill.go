@@ -16,6 +16,7 @@ import (
 	"github.com/drillship/drillship/drills"
 	"github.com/drillship/drillship/lease"
 	"github.com/drillship/drillship/ledger"
+	"github.com/drillship/drillship/notify"
 	"github.com/drillship/drillship/policy"
 )
 
@@ -102,6 +103,9 @@ type drill struct {
 	workloadCancel workflow.CancelFunc
 
 	restoreFailed []string // why the environment is not known to be back
+
+	note        *notify.Sender      // notifications (notify.go); nil: none sent
+	stopOverdue workflow.CancelFunc // ends the phase-overdue timers
 }
 
 type injected struct {
@@ -144,6 +148,9 @@ func Drill(ctx workflow.Context, in DrillInput) (ledger.Record, error) {
 	d.st = DrillState{Name: in.Spec.Name, Mode: mode, Targets: in.Spec.Targets}
 	if err := d.register(ctx); err != nil {
 		return d.rec, err
+	}
+	if in.Policy != nil {
+		d.note = notifier(ctx, in.Policy.Notifications) // versioned: notify.go
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrKind.ValueSet("drill"), AttrScenario.ValueSet(in.Spec.Name),
 		AttrEnvironment.ValueSet(in.Spec.Environment))
@@ -291,6 +298,7 @@ func (d *drill) phase(ctx workflow.Context, p string) {
 	d.st.PhaseStart = workflow.Now(ctx).UnixMilli()
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — drill %s (%s)", p, d.spec.Name, d.st.Mode))
 	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrPhase.ValueSet(p))
+	d.notePhase(ctx, p)
 }
 
 func (d *drill) signals() activities.Target {
@@ -1061,6 +1069,7 @@ func (d *drill) finish(ctx workflow.Context, cancelled bool, err error) (ledger.
 	d.rec.EndedAt = workflow.Now(ctx).UnixMilli()
 	d.rec.Scores = ledger.ScoreMarks(d.rec.Marks, d.spec.Targets)
 	d.rec.Findings = append(d.rec.Findings, ledger.ScoreFindings(d.rec.Scores)...)
+	d.noteFinished(ctx) // before the reports, which list the notifications
 	if d.in.ReportDir != "" {
 		ao := opts("Write reports to "+d.in.ReportDir, 5)
 		if werr := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ao), d.act.WriteReport,

@@ -15,6 +15,7 @@ import (
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/analysis"
 	"github.com/drillship/drillship/lease"
+	"github.com/drillship/drillship/notify"
 )
 
 // world stands in for the environment at the activity boundary: it keeps
@@ -181,5 +182,6 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	env.RegisterWorkflow(Failover)
 	env.RegisterActivity(&activities.Activities{})
 	env.RegisterActivity(&lease.Activities{})
+	env.RegisterActivity(&notify.Activities{}) // real: tests post to an httptest receiver
 	return env
 }
