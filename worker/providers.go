@@ -17,6 +17,7 @@ import (
 	"github.com/drillship/drillship/activities/prometheus"
 	"github.com/drillship/drillship/activities/rds"
 	"github.com/drillship/drillship/activities/route53"
+	"github.com/drillship/drillship/activities/unleash"
 	"github.com/drillship/drillship/lab/labprovider"
 )
 
@@ -37,6 +38,7 @@ func Providers(o ProviderOptions) *activities.Registry {
 		httpprobe.Provider(),
 		exec.Provider(),
 		labprovider.Provider(),
+		unleash.Provider(),
 		// AWS: credentials come from the default chain (or roleArn) in the
 		// worker's process; constructors do no I/O, so the CLI validates
 		// specs with them offline.

@@ -26,6 +26,8 @@ func Declare(capability string) activities.Declaration {
 			{Kind: FaultErrorRate, Doc: "the version answers 500 at rate", Params: []activities.Field{version,
 				{Name: "rate", Type: activities.TypeNumber, Required: true, Min: activities.Num(0), Max: activities.Num(1), Doc: "0..1"}}},
 			{Kind: FaultServiceDown, Doc: "the version stops serving", Params: []activities.Field{version}},
+			{Kind: FaultFeatureErrorRate, Doc: "the feature behind the lab flag (`lab up --flags`) answers 500 at rate while the flag sends requests through it", Params: []activities.Field{version,
+				{Name: "rate", Type: activities.TypeNumber, Required: true, Min: activities.Num(0), Max: activities.Num(1), Doc: "0..1"}}},
 		}}
 	}
 	return activities.Declaration{}

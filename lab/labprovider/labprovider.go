@@ -186,6 +186,9 @@ func (c *Client) Prune(ctx context.Context, current string, keep int) ([]string,
 const (
 	FaultErrorRate   = "error_rate"   // params: version, rate (0..1)
 	FaultServiceDown = "service_down" // params: version
+	// FaultFeatureErrorRate breaks the feature behind the lab flag: requests
+	// served through it fail at rate, while the flag sends them there.
+	FaultFeatureErrorRate = "feature_error_rate" // params: version, rate (0..1)
 )
 
 func (c *Client) changeService(ctx context.Context, ch lab.ServiceChange) error {
@@ -206,7 +209,7 @@ func change(f activities.Fault, undo bool) (lab.ServiceChange, error) {
 		return ch, activities.Permanent(fmt.Errorf("lab: fault %s: params.version is required", f.Kind))
 	}
 	switch f.Kind {
-	case FaultErrorRate:
+	case FaultErrorRate, FaultFeatureErrorRate:
 		rate := 0.0
 		if !undo {
 			r, err := strconv.ParseFloat(f.Params["rate"], 64)
@@ -215,12 +218,16 @@ func change(f activities.Fault, undo bool) (lab.ServiceChange, error) {
 			}
 			rate = r
 		}
-		ch.ErrorRate = &rate
+		if f.Kind == FaultFeatureErrorRate {
+			ch.FeatureErrorRate = &rate
+		} else {
+			ch.ErrorRate = &rate
+		}
 	case FaultServiceDown:
 		down := !undo
 		ch.Down = &down
 	default:
-		return ch, activities.Permanent(fmt.Errorf("lab: fault kind %q: allowed are %s, %s (kill_node is the postgres provider's)", f.Kind, FaultErrorRate, FaultServiceDown))
+		return ch, activities.Permanent(fmt.Errorf("lab: fault kind %q: allowed are %s, %s, %s (kill_node is the postgres provider's)", f.Kind, FaultErrorRate, FaultServiceDown, FaultFeatureErrorRate))
 	}
 	return ch, nil
 }
@@ -270,11 +277,15 @@ func (f faults) Stop(ctx context.Context, flt activities.Fault, _ string) (activ
 	switch {
 	case cur == nil:
 		return r, activities.Permanent(fmt.Errorf("lab: fault %s: version %s: %w", flt.Kind, set.Version, lab.ErrUnknownVersion))
-	case set.ErrorRate != nil && cur.ErrorRate == 0, set.Down != nil && !cur.Down:
+	case set.ErrorRate != nil && cur.ErrorRate == 0, set.Down != nil && !cur.Down,
+		set.FeatureErrorRate != nil && cur.FeatureErrorRate == 0:
 		r.NotFound = true
 		return r, nil
 	case set.ErrorRate != nil && cur.ErrorRate != *set.ErrorRate:
 		r.NotOurs = fmt.Sprintf("%s error rate %g was set by someone else (this fault sets %g)", set.Version, cur.ErrorRate, *set.ErrorRate)
+		return r, nil
+	case set.FeatureErrorRate != nil && cur.FeatureErrorRate != *set.FeatureErrorRate:
+		r.NotOurs = fmt.Sprintf("%s feature error rate %g was set by someone else (this fault sets %g)", set.Version, cur.FeatureErrorRate, *set.FeatureErrorRate)
 		return r, nil
 	}
 	undo, _ := change(flt, true)
