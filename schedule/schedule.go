@@ -134,6 +134,10 @@ func CreateWithPolicy(ctx context.Context, c client.Client, spec *drills.Spec, c
 	if err != nil {
 		return "", fmt.Errorf("create schedule %s: %w", id, err)
 	}
+	// Announcements ahead of the runs (policy notifications.announce).
+	if err := announce(ctx, c, id, spec, cal.Zone, pol); err != nil {
+		return id, err
+	}
 	return id, nil
 }
 

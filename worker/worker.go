@@ -25,6 +25,8 @@ type Options struct {
 	// Concurrency limits; zero keeps the SDK defaults.
 	MaxActivities int
 	MaxWorkflows  int
+	// Interceptors are added after drillship's own (pipeline metrics).
+	Interceptors []interceptor.WorkerInterceptor
 }
 
 // Register adds every workflow and the activities over reg to w.
@@ -35,6 +37,7 @@ func Register(w sdkworker.Registry, acts *activities.Activities) {
 	w.RegisterActivityWithOptions(acts, activity.RegisterOptions{})
 	// Notifications: sent by the workflows without waiting on them.
 	w.RegisterActivityWithOptions(&notify.Activities{}, activity.RegisterOptions{})
+	w.RegisterWorkflowWithOptions(workflows.DrillAnnouncer, workflow.RegisterOptions{Name: "DrillAnnouncer"})
 }
 
 // New returns a worker for c over the providers in reg; start it with Run
@@ -46,7 +49,7 @@ func New(c client.Client, reg *activities.Registry, logger *slog.Logger, o Optio
 	wo := sdkworker.Options{
 		MaxConcurrentActivityExecutionSize:     o.MaxActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: o.MaxWorkflows,
-		Interceptors:                           []interceptor.WorkerInterceptor{&keepalive{}},
+		Interceptors:                           append([]interceptor.WorkerInterceptor{&keepalive{}}, o.Interceptors...),
 		// Heartbeats carry the watch's samples and bring cancellations back:
 		// sent at most a second apart, a crash loses at most a second of
 		// samples and a held canary's watch stops within a second of the
@@ -60,5 +63,7 @@ func New(c client.Client, reg *activities.Registry, logger *slog.Logger, o Optio
 	// The lock workflows behind "one deploy per target" and the activities
 	// the deploy and drill workflows take their leases with.
 	lease.Register(w, c)
+	// The drill announcer reads the schedules' next run times.
+	w.RegisterActivity(&notify.Schedules{Client: c})
 	return w, acts
 }
