@@ -9,6 +9,7 @@ import (
 
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/deploys"
+	"github.com/drillship/drillship/drills"
 	"github.com/drillship/drillship/policy"
 )
 
@@ -25,8 +26,8 @@ func policyCommand() *ucli.Command {
 		Usage: "release policy: freeze windows, error-budget gates, break-glass",
 		Subcommands: []*ucli.Command{
 			{
-				Name: "check", Usage: "may this deploy run now? if not: which rule, until when, how to proceed (exit 0 allowed, 3 refused, 2 bad input)",
-				ArgsUsage: "<deploy spec | shipped name>",
+				Name: "check", Usage: "may this deploy (or drill) run now? if not: which rule, until when, how to proceed (exit 0 allowed, 3 refused, 2 bad input)",
+				ArgsUsage: "<deploy or drill spec | shipped name>",
 				Flags: []ucli.Flag{policyFlag(), localFlagNew(), outputFlag,
 					&ucli.BoolFlag{Name: "hotfix", Usage: "ask for a hotfix (passes freezes and budget thresholds that allow hotfixes)"},
 					&ucli.StringFlag{Name: "at", Usage: "RFC 3339 time to ask about instead of now (freezes only: the SLI is read now)"},
@@ -96,11 +97,18 @@ func policyCheck(c *ucli.Context) error {
 	if p == nil {
 		return usageErr("policy check: no policy (--policy FILE or %s)", policy.EnvPolicy)
 	}
+	r := policy.Request{Kind: policy.KindDeploy, Hotfix: c.Bool("hotfix"), Now: time.Now()}
 	spec, err := deploys.Load(path, registry(c))
 	if err != nil {
-		return specErr(err)
+		// A drill spec asks about drill freezes.
+		ds, derr := drills.Load(path, registry(c))
+		if derr != nil {
+			return specErr(err)
+		}
+		r.Kind, r.Service, r.Environment, r.Hotfix = policy.KindDrill, ds.Name, ds.Environment, false
+	} else {
+		r.Service, r.Environment = spec.Service, spec.Environment
 	}
-	r := policy.Request{Kind: policy.KindDeploy, Service: spec.Service, Environment: spec.Environment, Hotfix: c.Bool("hotfix"), Now: time.Now()}
 	if at := c.String("at"); at != "" {
 		t, err := time.Parse(time.RFC3339, at)
 		if err != nil {
@@ -113,12 +121,12 @@ func policyCheck(c *ucli.Context) error {
 		return err
 	}
 	if asJSON {
-		if err := printJSON(c.App.Writer, map[string]any{"service": spec.Service, "environment": spec.Environment,
+		if err := printJSON(c.App.Writer, map[string]any{"kind": r.Kind, "service": r.Service, "environment": r.Environment,
 			"hotfix": r.Hotfix, "at": r.Now.UTC().Format(time.RFC3339), "decision": d, "readings": rd}); err != nil {
 			return err
 		}
 	} else {
-		printDecision(c.App.Writer, spec.Service, spec.Environment, r, d, rd)
+		printDecision(c.App.Writer, r.Service, r.Environment, r, d, rd)
 	}
 	if !d.Allowed {
 		return ucli.Exit("", ExitOutcome)
@@ -131,7 +139,11 @@ func printDecision(w io.Writer, service, env string, r policy.Request, d policy.
 	if r.Hotfix {
 		what = "a hotfix"
 	}
-	fmt.Fprintf(w, "%s of %s to %s at %s: ", what, service, env, r.Now.UTC().Format(time.RFC3339))
+	if r.Kind == policy.KindDrill {
+		fmt.Fprintf(w, "the drill %s in %s at %s: ", service, env, r.Now.UTC().Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(w, "%s of %s to %s at %s: ", what, service, env, r.Now.UTC().Format(time.RFC3339))
+	}
 	if d.Allowed {
 		fmt.Fprintln(w, d.String())
 	} else {

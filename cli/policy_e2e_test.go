@@ -3,10 +3,17 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	sdklog "go.temporal.io/sdk/log"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/drillship/drillship/audit"
 	"github.com/drillship/drillship/devenv"
@@ -100,6 +107,22 @@ audit: {file: `+log+`}
 	data, _ := os.ReadFile(log)
 	if err != nil || !rep.OK() || !strings.Contains(string(data), `"action":"hotfix"`) {
 		t.Fatalf("audit log %+v %v:\n%s", rep, err, data)
+	}
+	// The gated run (side effects, timers of the burn-rate watch, audit
+	// activities) replays against the code that ran it.
+	h := &historypb.History{}
+	it := env.Client.GetWorkflowHistory(ctx, workflows.DeployID("web", "v2"), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	r := sdkworker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(workflows.Deploy, workflow.RegisterOptions{Name: "Deploy"})
+	if err := r.ReplayWorkflowHistory(sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)), h); err != nil {
+		t.Fatalf("replaying the gated deploy (%d events): %v", len(h.Events), err)
 	}
 	t.Logf("rolled back after %s: %s (time to rollback %v ms)", took.Round(time.Millisecond), res.Reason, deref(res.TimeToRollbackMs))
 }

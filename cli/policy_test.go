@@ -51,6 +51,10 @@ freezes:
 	if code, _, errOut = runCLI("policy", "check", "web-canary"); code != 2 || !strings.Contains(errOut, "no policy") {
 		t.Fatalf("no policy: exit %d %s", code, errOut)
 	}
+	// A drill spec asks about drill freezes: this one blocks deploys only.
+	if code, out, _ = runCLI("policy", "check", "region-failover", "--policy", pol); code != 0 || !strings.Contains(out, "the drill region-failover") {
+		t.Fatalf("drill: exit %d %s", code, out)
+	}
 	if code, out, _ = runCLI("policy", "validate", pol); code != 0 || !strings.Contains(out, "ok") {
 		t.Fatalf("validate: exit %d %s", code, out)
 	}
