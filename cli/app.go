@@ -147,8 +147,12 @@ func registry(c *ucli.Context) *activities.Registry {
 	return worker.Providers(worker.ProviderOptions{LocalEnvURL: c.String("local-env")})
 }
 
-func dial(c *ucli.Context) (client.Client, error) {
+func dial(c *ucli.Context) (client.Client, error) { return dialWith(c, nil) }
+
+// dialWith dials with the SDK's metrics going to mh (nil: none).
+func dialWith(c *ucli.Context, mh client.MetricsHandler) (client.Client, error) {
 	cfg := worker.ClientConfigFrom(c)
+	cfg.MetricsHandler = mh
 	if err := cfg.Err(); err != nil {
 		return nil, usageErr("%v", err) // a bad config file or profile: nothing was tried
 	}

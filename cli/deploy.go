@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/audit"
 	"github.com/drillship/drillship/deploys"
 	"github.com/drillship/drillship/dora"
 	"github.com/drillship/drillship/lease"
@@ -55,6 +56,7 @@ func deployCommand() *ucli.Command {
 				&ucli.StringFlag{Name: "incident", Usage: "the incident in progress this is for (verified open when the deploy's policy has an incident provider)"}),
 			deployList(),
 			deployStats(),
+			deployMarkFailed(),
 		},
 	}
 }
@@ -534,7 +536,11 @@ func deployStats() *ucli.Command {
 					results = append(results, res)
 				}
 			}
-			s := dora.Compute(results, dora.Options{Window: c.Duration("window")})
+			marks, err := dora.MarksFromAudit(audit.Path(""))
+			if err != nil {
+				fmt.Fprintf(c.App.ErrWriter, "failure marks not read: %v\n", err)
+			}
+			s := dora.Compute(results, dora.Options{Window: c.Duration("window"), Marks: marks})
 			if asJSON {
 				return printJSON(c.App.Writer, s)
 			}

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	ucli "github.com/urfave/cli/v2"
+	"go.temporal.io/sdk/client"
 
 	"github.com/drillship/drillship/devenv"
 	"github.com/drillship/drillship/stack"
@@ -25,18 +26,32 @@ func devCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "ui-port", Value: 8233, Usage: "Temporal UI port (0 picks a free one)"},
 			&ucli.IntFlag{Name: "rps", Value: 50, Usage: "load on the local environment, requests per second"},
 			&ucli.BoolFlag{Name: "no-worker", Usage: "run no worker: dev prints the drillship worker command to run as its own process, to kill and restart at will"},
+			metricsFlag, doraWindowFlag,
 		},
 		Action: func(c *ucli.Context) error {
 			log := logger(c)
 			noWorker := c.Bool("no-worker")
-			env, err := devenv.Start(c.Context, devenv.Options{
+			m, stopMetrics, err := startMetrics(c)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
+			o := devenv.Options{
 				DBFile: c.String("db-file"), Port: c.Int("port"), UI: true, UIPort: c.Int("ui-port"),
 				NoWorker: noWorker, Logger: log, ServerLogger: serverLogger(c),
-			})
+			}
+			if m != nil {
+				o.MetricsHandler = m.SDKHandler()
+				o.Worker.Interceptors = append(o.Worker.Interceptors, m.Interceptor())
+			}
+			env, err := devenv.Start(c.Context, o)
 			if err != nil {
 				return err
 			}
 			defer env.Close()
+			if m != nil {
+				watchDORA(c.Context, c, m, env.Client, log)
+			}
 			env.Local.SetLoad(float64(c.Int("rps")) / 50)
 			w := c.App.Writer
 			fmt.Fprintf(w, "drillship dev is ready\n")
@@ -84,20 +99,35 @@ func workerCommand() *ucli.Command {
 		Flags: withClientFlags(localFlag,
 			&ucli.BoolFlag{Name: "register-search-attributes", Usage: "add drillship's search attributes to the namespace first (needs operator rights)"},
 			&ucli.IntFlag{Name: "max-activities", Usage: "concurrent activities (0: SDK default)"},
+			metricsFlag, doraWindowFlag,
 		),
 		Action: func(c *ucli.Context) error {
 			log := logger(c)
-			cl, err := dial(c)
+			m, stopMetrics, err := startMetrics(c)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
+			opts := worker.Options{MaxActivities: c.Int("max-activities")}
+			var mh client.MetricsHandler
+			if m != nil {
+				mh = m.SDKHandler()
+				opts.Interceptors = append(opts.Interceptors, m.Interceptor())
+			}
+			cl, err := dialWith(c, mh)
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
+			if m != nil {
+				watchDORA(c.Context, c, m, cl, log)
+			}
 			if c.Bool("register-search-attributes") {
 				if err := stack.RegisterSearchAttributes(c.Context, cl, worker.ClientConfigFrom(c).Namespace, workflows.SearchAttributes()); err != nil {
 					return fmt.Errorf("register search attributes: %w", err)
 				}
 			}
-			w, _ := worker.New(cl, registry(c), log, worker.Options{MaxActivities: c.Int("max-activities")})
+			w, _ := worker.New(cl, registry(c), log, opts)
 			fmt.Fprintf(c.App.ErrWriter, "worker polling task queue %q on %s\n", workflows.TaskQueue, worker.ClientConfigFrom(c).Address)
 			stop := make(chan any)
 			go func() {

@@ -35,6 +35,8 @@ type Options struct {
 	ServerLogger *slog.Logger
 	// Codec, when set, is the codec endpoint the UI uses.
 	CodecEndpoint string
+	// MetricsHandler receives the SDK's metrics (pipeline.Metrics); nil: none.
+	MetricsHandler client.MetricsHandler
 }
 
 // Env is a running embedded stack.
@@ -81,7 +83,7 @@ func Start(ctx context.Context, o Options) (e *Env, err error) {
 	}
 	e.Client, err = client.DialContext(ctx, client.Options{
 		HostPort: e.Stack.Address(), Namespace: e.Stack.Namespace(),
-		Logger: sdklog.NewStructuredLogger(logger),
+		Logger: sdklog.NewStructuredLogger(logger), MetricsHandler: o.MetricsHandler,
 	})
 	if err != nil {
 		return e, fmt.Errorf("dial embedded Temporal: %w", err)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drillship/drillship/audit"
 	"github.com/drillship/drillship/workflows"
 )
 
@@ -187,5 +188,29 @@ func TestMedian(t *testing.T) {
 		if (got == nil) != (c.want == nil) || (got != nil && *got != *c.want) {
 			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
 		}
+	}
+}
+
+func TestMarksFromAudit(t *testing.T) {
+	path := t.TempDir() + "/audit.jsonl"
+	if m, err := MarksFromAudit(path); err != nil || m != nil {
+		t.Fatalf("no log: %v %v, want none", m, err)
+	}
+	want := Mark{Deploy: "deploy/web/v2", Who: "ana", Reason: "checkout broke", FailedAt: at(3), RestoredAt: at(4)}
+	for _, r := range []audit.Record{{Key: "a", Action: "approve", Who: "bo", Workflow: "deploy/web/v3"}, MarkRecord(want, "web", "v2"), MarkRecord(want, "web", "v2")} {
+		if _, err := audit.Append(path, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := MarksFromAudit(path)
+	if err != nil || len(got) != 1 || got[0] != want {
+		t.Fatalf("marks %+v (%v), want just %+v (a repeated mark is one record)", got, err, want)
+	}
+	if rep, err := audit.Verify(path); err != nil || !rep.OK() {
+		t.Fatalf("the log with marks does not verify: %+v %v", rep, err)
+	}
+	s := Compute([]workflows.DeployResult{promoted("v2", "v1", 0)}, Options{Now: t0.Add(48 * time.Hour), Marks: got})
+	if len(s.Failures) != 1 || s.RestoreP50Ms == nil || *s.RestoreP50Ms != 3600*1000 {
+		t.Fatalf("stats from the marks %+v, want v2 failed and restored in 1h", s)
 	}
 }

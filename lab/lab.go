@@ -65,6 +65,12 @@ type Options struct {
 	// to stop. `drillship lab up` sets it for the process it detaches.
 	Host   bool
 	Logger *slog.Logger
+	// Scrape adds jobs to the lab's Prometheus: job name to host:port
+	// targets serving /metrics (a drillship worker's --metrics).
+	Scrape map[string][]string
+	// RuleFiles are Prometheus rule files (alerting, recording) the lab's
+	// Prometheus loads and evaluates every second.
+	RuleFiles []string
 }
 
 // StateFile is the name of the state file in Dir.
@@ -211,7 +217,7 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 		}
 	}
 	if o.Parts&PartPrometheus != 0 {
-		p, d, err := upPrometheus(ctx, l.Dir, svcs, l.HAProxy, o.DieWithParent)
+		p, d, err := upPrometheus(ctx, l.Dir, prometheusConfig(svcs, l.HAProxy, o.Scrape, o.RuleFiles), o.DieWithParent)
 		l.track(d)
 		l.Prometheus = p
 		if err := errors.Join(err, l.save()); err != nil {

@@ -127,19 +127,35 @@ type PrometheusInfo struct {
 	Log    string `json:"log"`
 }
 
-func prometheusConfig(services []*Service, h *HAProxyInfo) string {
+func prometheusConfig(services []*Service, h *HAProxyInfo, scrape map[string][]string, rules []string) string {
 	var b strings.Builder
-	b.WriteString("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: services\n    static_configs:\n      - targets:\n")
+	b.WriteString("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n")
+	if len(rules) > 0 {
+		b.WriteString("rule_files:\n")
+		for _, r := range rules {
+			if abs, err := filepath.Abs(r); err == nil {
+				r = abs // the config lives in the lab's dir, not the caller's
+			}
+			fmt.Fprintf(&b, "  - %q\n", r)
+		}
+	}
+	b.WriteString("scrape_configs:\n  - job_name: services\n    static_configs:\n      - targets:\n")
 	for _, s := range services {
 		fmt.Fprintf(&b, "          - %q\n", strings.TrimPrefix(s.URL, "http://"))
 	}
 	if h != nil {
 		fmt.Fprintf(&b, "  - job_name: haproxy\n    static_configs:\n      - targets: [%q]\n", h.Metrics)
 	}
+	for _, job := range sortedKeys(scrape) {
+		fmt.Fprintf(&b, "  - job_name: %q\n    static_configs:\n      - targets:\n", job)
+		for _, t := range scrape[job] {
+			fmt.Fprintf(&b, "          - %q\n", t)
+		}
+	}
 	return b.String()
 }
 
-func upPrometheus(ctx context.Context, dir string, services []*Service, h *HAProxyInfo, tied bool) (*PrometheusInfo, *daemon, error) {
+func upPrometheus(ctx context.Context, dir, config string, tied bool) (*PrometheusInfo, *daemon, error) {
 	bin, err := lookBinary(binPrometheus)
 	if err != nil {
 		return nil, nil, err
@@ -153,7 +169,7 @@ func upPrometheus(ctx context.Context, dir string, services []*Service, h *HAPro
 		Config: filepath.Join(dir, "prometheus.yml"),
 		Log:    filepath.Join(dir, "prometheus.log"),
 	}
-	if err := os.WriteFile(p.Config, []byte(prometheusConfig(services, h)), 0o644); err != nil {
+	if err := os.WriteFile(p.Config, []byte(config), 0o644); err != nil {
 		return nil, nil, fmt.Errorf("lab: %w", err)
 	}
 	d, err := startDaemon([]string{bin,
@@ -201,7 +217,7 @@ func waitReady(ctx context.Context, dm *daemon, logPath string, d time.Duration,
 	return nil
 }
 
-func sortedKeys(m map[string]string) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

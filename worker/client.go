@@ -55,6 +55,9 @@ type ClientConfig struct {
 	// ProfileCodec is a profile's remote codec endpoint, which drillship
 	// does not use (it encrypts locally); Options warns of it.
 	ProfileCodec string
+	// MetricsHandler receives the SDK's metrics (the worker's --metrics);
+	// nil: none.
+	MetricsHandler client.MetricsHandler
 
 	// loadErr is a config file or profile that could not be read; Options
 	// returns it, so that callers of ClientConfigFrom need not.
@@ -116,6 +119,9 @@ func (c ClientConfig) Options(logger *slog.Logger) (client.Options, error) {
 		HostPort:  c.Address,
 		Namespace: c.Namespace,
 		Logger:    sdklog.NewStructuredLogger(logger),
+	}
+	if c.MetricsHandler != nil {
+		opts.MetricsHandler = c.MetricsHandler
 	}
 	if opts.HostPort == "" {
 		opts.HostPort = DefaultAddress
