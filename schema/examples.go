@@ -248,6 +248,27 @@ restore:
   - name: rebuild pg1 as a replica
     database: {op: rebuild, node: pg1}
 `},
+	"unleash/traffic": {Deploy, `trafficKeys: role   # canary = the flag's gradual rollout %, stable = the rest
+traffic:
+  provider: unleash
+  config:
+    url: https://unleash.internal
+    token: ${UNLEASH_ADMIN_TOKEN}
+    project: shop
+    environment: production
+    feature: checkout-v2
+`},
+	"unleash/runner": {Drill, `providers:
+  runner: {provider: unleash, config: {url: https://unleash.internal, token: "${UNLEASH_ADMIN_TOKEN}", environment: production}}
+load: 0   # unleash has no load action
+mitigation:
+  steps:
+    - name: kill switch for recommendations
+      action: {name: flag_off, params: {feature: recommendations}}
+restore:
+  - name: put the flag back as it was
+    action: {name: flag_restore, params: {feature: recommendations}}
+`},
 	"exec/runner": {Drill, `providers:
   runner:
     provider: exec

@@ -511,6 +511,8 @@ func (d *drill) run(ctx, dctx workflow.Context) error {
 	}
 
 	d.phase(ctx, "mitigate")
+	var lastStep string
+	var lastStepAt int64
 	for i, st := range spec.Mitigation.Steps {
 		r, err := d.runStep(pctx, "Mitigate: "+st.Name, st)
 		if err != nil {
@@ -520,6 +522,7 @@ func (d *drill) run(ctx, dctx workflow.Context) error {
 			lat := r.StartedAt - detAt
 			d.rec.MitigationLatencyMs = &lat
 		}
+		lastStep, lastStepAt = st.Name, r.EndedAt
 	}
 	var mit activities.WaitResult
 	if err := d.wait(pctx, "Mitigated: SLO holds again", activities.WaitInput{
@@ -534,9 +537,18 @@ func (d *drill) run(ctx, dctx workflow.Context) error {
 	}
 	if !d.hasMark(ledger.Mitigated) {
 		d.mark(ledger.Mitigated, mit.At, "SLO observed", mit.Detail, delayOf(mit.Gaps, mit.At))
+		// How long the world took to obey the last step (a flag flip, a
+		// shed): from the step's activity returning to the SLO observed.
+		if lastStepAt > 0 && mit.At >= lastStepAt {
+			d.event(mit.At, "sli", fmt.Sprintf("%s%dms after the last mitigation step (%s) ended", SLOAfterStep, mit.At-lastStepAt, lastStep))
+		}
 	}
 	return d.recover(ctx, pctx)
 }
+
+// SLOAfterStep starts the ledger event that gives the time from the last
+// mitigation step to the SLO holding again.
+const SLOAfterStep = "SLO holds again "
 
 // recover waits until the recovery checks have held for their hold time.
 func (d *drill) recover(ctx, pctx workflow.Context) error {

@@ -1,0 +1,94 @@
+package lab
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drillship/drillship/activities/unleash/unleashapi"
+	"github.com/drillship/drillship/drills"
+	"github.com/drillship/drillship/lab"
+	"github.com/drillship/drillship/ledger"
+	"github.com/drillship/drillship/test/harness"
+	"github.com/drillship/drillship/workflows"
+)
+
+// TestLabFlagKillSwitch runs the shipped flag-kill-switch drill on the lab
+// with a real Unleash: real traffic through HAProxy, the feature's errors
+// seen by the real Prometheus, the flag turned off through Unleash's admin
+// API and obeyed by the service through the client API. The ledger gives
+// the time from the flip to the SLO holding again; restore puts the flag
+// back on.
+func TestLabFlagKillSwitch(t *testing.T) {
+	start := time.Now()
+	l := lab.Start(t, lab.Options{Parts: lab.PartAll | lab.PartFlags, LoadRPS: 50})
+	u := l.Unleash
+	t.Logf("lab with unleash up in %s (unleash install %dms, 0: reused; start to healthy with its flag %dms)",
+		time.Since(start).Round(time.Millisecond), u.InstallMs, u.StartMs)
+	env := labStack(t, l)
+	spec, err := drills.Load("../../drills/flag-kill-switch.yaml", env.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The steady state reads a 5s rate: let Prometheus scrape that much
+	// real traffic first.
+	time.Sleep(6 * time.Second)
+	rec := harness.RunDrill(t, env, *spec, "")
+	if rec.Outcome != ledger.OutcomeRecovered || !rec.Restored {
+		t.Fatalf("outcome %s (%s), restored %v, findings %+v, events %+v", rec.Outcome, rec.Reason, rec.Restored, rec.Findings, rec.Events)
+	}
+	for _, m := range []string{ledger.Injected, ledger.Detected, ledger.Mitigated, ledger.Recovered, ledger.Restored} {
+		if _, ok := rec.MarkAt(m); !ok {
+			t.Fatalf("mark %s missing: %+v", m, rec.Marks)
+		}
+	}
+
+	// The flip is in the ledger as the step that turned the flag off, and
+	// the time from it to the SLO is an event of its own.
+	var flip, sli *ledger.Event
+	for i, e := range rec.Events {
+		switch {
+		case e.Kind == "step" && strings.HasPrefix(e.Detail, "kill switch: ") && strings.Contains(e.Detail, "on -> off"):
+			flip = &rec.Events[i]
+		case e.Kind == "sli" && strings.HasPrefix(e.Detail, workflows.SLOAfterStep):
+			sli = &rec.Events[i]
+		}
+	}
+	if flip == nil || sli == nil {
+		t.Fatalf("events %+v: want the flip (on -> off) and the time from it to the SLO", rec.Events)
+	}
+	m := regexp.MustCompile(`(\d+)ms after the last mitigation step \(kill switch\)`).FindStringSubmatch(sli.Detail)
+	if m == nil {
+		t.Fatalf("sli event %q", sli.Detail)
+	}
+	ms, _ := strconv.ParseInt(m[1], 10, 64)
+	mitAt, _ := rec.MarkAt(ledger.Mitigated)
+	// The SLO was observed after the flip, and no sooner than the service
+	// can obey it; within the drill's 2s error-rate window plus scrapes.
+	if ms <= 0 || mitAt != sli.At || sli.At-flip.At > ms+1000 || ms > 15000 {
+		t.Fatalf("flip to SLO %dms (flip event at %d, SLO at %d, mitigated mark at %d): want a positive time consistent with the marks",
+			ms, flip.At, sli.At, mitAt)
+	}
+	det, _ := rec.MarkAt(ledger.Detected)
+	inj, _ := rec.MarkAt(ledger.Injected)
+	t.Logf("flag kill switch: detected %dms after injection; flip to SLO holding again %dms (%s)", det-inj, ms, flip.Detail)
+
+	// Restore: the flag is on again (as before the drill), no snapshot tag
+	// is left, and the fault is out of the service.
+	admin := unleashapi.NewAdmin(u.URL, u.AdminToken, 5*time.Second)
+	e, err := admin.State(context.Background(), u.Project, u.Feature, u.Environment)
+	if err != nil || !e.Enabled {
+		t.Fatalf("after restore the flag reads enabled=%v (%v), want on as before the drill", e.Enabled, err)
+	}
+	if tags, err := admin.Tags(context.Background(), u.Feature); err != nil || len(tags) != 0 {
+		t.Fatalf("tags after restore %+v (%v), want none", tags, err)
+	}
+	for _, s := range l.ServiceStatuses() {
+		if s.FeatureErrorRate != 0 {
+			t.Fatalf("service %s still has the feature fault (%g)", s.Version, s.FeatureErrorRate)
+		}
+	}
+}
