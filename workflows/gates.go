@@ -191,9 +191,9 @@ func (d *deploy) burnEnding(ctx workflow.Context, t policy.Burn) ending {
 		reason: fmt.Sprintf("canary %s burns the error budget too fast: %s", d.in.Version, t)}
 }
 
-// watchBurn reads the canary's burn rates every checkEvery while it takes
-// traffic (windows, holds), and rolls it back when a gate trips, even
-// while its own error rate is under its absolute threshold.
+// watchBurn reads the canary's burn rates every checkEvery during its
+// windows and the bake, and rolls it back when a gate trips, even while
+// its own error rate is under its absolute threshold.
 func (d *deploy) watchBurn(ctx workflow.Context) {
 	b := d.pol.ErrorBudget
 	if b == nil || len(b.BurnRate) == 0 {
@@ -201,19 +201,29 @@ func (d *deploy) watchBurn(ctx workflow.Context) {
 	}
 	bctx, stop := workflow.WithCancel(ctx)
 	d.stopBurn = stop
+	over := func() bool {
+		switch d.st.Phase {
+		case "retiring", "rolling-back", "done":
+			return true
+		}
+		return d.interrupt != ""
+	}
+	inWindow := func() bool { return d.st.Phase == "watching" || d.st.Phase == "baking" }
 	workflow.Go(bctx, func(g workflow.Context) {
 		for {
+			// Windows and the bake only: a hold (frozen, awaiting approval,
+			// paused) keeps its own watch, and a timer every checkEvery
+			// through a weekend's freeze would fill the history.
+			if workflow.Await(g, func() bool { return over() || inWindow() }) != nil || over() {
+				return
+			}
 			if workflow.NewTimerWithOptions(g, b.CheckEvery.D(), workflow.TimerOptions{Summary: "Policy: next burn-rate check"}).Get(g, nil) != nil {
 				return
 			}
-			switch d.st.Phase {
-			case "retiring", "rolling-back", "done":
+			if over() {
 				return
 			}
-			if d.interrupt != "" {
-				return
-			}
-			if d.canaryWeight() == 0 || d.st.Phase == "shifting" || d.st.Phase == "promoting" {
+			if d.canaryWeight() == 0 || !inWindow() {
 				continue
 			}
 			if d.trafficSince == 0 {

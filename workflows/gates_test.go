@@ -389,3 +389,61 @@ func TestPolicyDrillFreeze(t *testing.T) {
 		t.Fatalf("after the freeze: %v", err)
 	}
 }
+
+// TestPolicyFreezeAbortRollsBack: an abort while frozen rolls back.
+func TestPolicyFreezeAbortRollsBack(t *testing.T) {
+	env, w := policyEnv(t)
+	w.deployDelay, w.windowDelay = 2*time.Second, 90*time.Second
+	w.mockDeploy(env)
+	var rejected error
+	env.RegisterDelayedCallback(func() { update(env, UpdateAbort, Command{Who: "bob", Reason: "not today"}, &rejected) }, 5*time.Minute)
+	res := runWith(t, env, DeployInput{Spec: longSpec(), Version: "v2", Policy: parsePolicy(t, midFreeze)})
+	if rejected != nil {
+		t.Fatal(rejected)
+	}
+	if res.Outcome != OutcomeAborted {
+		t.Fatalf("outcome %s (%s), want aborted", res.Outcome, res.Reason)
+	}
+	wantWeights(t, w, 100, 0)
+	if w.called("stop:v2") != 1 || w.stoppedServing != 0 {
+		t.Fatalf("canary stopped %d times, %d while serving", w.called("stop:v2"), w.stoppedServing)
+	}
+}
+
+// TestPolicyBreakGlassAtStart: a start refused by a freeze that blocks
+// everything goes ahead with --reason and --incident when the incident is
+// open (recorded as break-glass-start naming the rule), and stays refused
+// when it is not.
+func TestPolicyBreakGlassAtStart(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		state := map[string]string{"/i/INC-1": "open", "/i/INC-2": "closed"}[r.URL.Path]
+		_, _ = rw.Write([]byte(`{"status": "` + state + `"}`))
+	}))
+	defer srv.Close()
+	text := `freezes:
+  - {name: peak, blocks: all, dates: {from: "2026-11-25", to: "2026-11-25"}}
+breakGlass:
+  requireIncident: true
+  incidents: {provider: http, url: "` + srv.URL + `/i/{{id}}"}
+`
+	for _, c := range []struct{ incident, want, says string }{
+		{"INC-1", OutcomePromoted, ""},
+		{"INC-2", OutcomeRefused, "incident INC-2 is not open (closed)"},
+		{"", OutcomeRefused, "freeze peak"},
+	} {
+		t.Run(c.incident, func(t *testing.T) {
+			env, w := policyEnv(t)
+			w.mockDeploy(env)
+			p := parsePolicy(t, text)
+			res := runWith(t, env, DeployInput{Spec: testSpec("rollback"), Version: "v2", Policy: p, RequestedBy: "ann", Reason: "sev1 fix", Incident: c.incident})
+			if res.Outcome != c.want || !strings.Contains(res.Reason, c.says) {
+				t.Fatalf("outcome %s (%s), want %s saying %q", res.Outcome, res.Reason, c.want, c.says)
+			}
+			if c.want == OutcomePromoted {
+				if acts := auditActions(t, p); !hasAction(acts, "break-glass-start:freeze peak") {
+					t.Fatalf("audit log %v", acts)
+				}
+			}
+		})
+	}
+}
