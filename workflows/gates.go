@@ -247,13 +247,18 @@ func (d *deploy) watchBurn(ctx workflow.Context) {
 	})
 }
 
-// checkIncident verifies a break-glass's incident through the policy's
-// provider; a refusal is recorded too.
+// checkIncident checks a break-glass against the policy (who, an incident)
+// and verifies the incident through the policy's provider; a refusal is
+// recorded too.
 func (d *deploy) checkIncident(ctx workflow.Context, c Command) error {
 	if d.pol == nil {
 		return nil
 	}
-	if err := d.verifyIncident(ctx, c); err != nil {
+	err := d.pol.MayBreakGlass(whoOf(c), c.Reason, c.Incident)
+	if err == nil {
+		err = d.verifyIncident(ctx, c)
+	}
+	if err != nil {
 		d.recordRule(ctx, "break-glass-refused", Command{Who: c.Who, Reason: c.Reason + " (" + err.Error() + ")", Incident: c.Incident}, "")
 		return err
 	}
