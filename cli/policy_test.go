@@ -51,6 +51,16 @@ freezes:
 	if code, _, errOut = runCLI("policy", "check", "web-canary"); code != 2 || !strings.Contains(errOut, "no policy") {
 		t.Fatalf("no policy: exit %d %s", code, errOut)
 	}
+	// deploy start asks the same before it connects: refused is exit 2,
+	// naming the rule and until when; nothing is started.
+	code, out, errOut = runCLI("deploy", "start", "web-canary", "--version", "v2", "--policy", pol, "--address", "127.0.0.1:1")
+	if code != 2 || !strings.Contains(errOut, "refused by freeze release-freeze") || !strings.Contains(errOut, "until "+until) {
+		t.Fatalf("deploy start in a freeze: exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = runCLI("deploy", "start", "web-canary", "--version", "v2", "--policy", pol, "--incident", "INC-1", "--address", "127.0.0.1:1")
+	if code != 2 || !strings.Contains(errOut, "break-glass refused: break-glass needs a written reason") {
+		t.Fatalf("break-glass without a reason: exit %d %s", code, errOut)
+	}
 	// A drill spec asks about drill freezes: this one blocks deploys only.
 	if code, out, _ = runCLI("policy", "check", "region-failover", "--policy", pol); code != 0 || !strings.Contains(out, "the drill region-failover") {
 		t.Fatalf("drill: exit %d %s", code, out)
