@@ -30,6 +30,7 @@ func labCommand() *ucli.Command {
 				Flags: []ucli.Flag{dirFlag,
 					&ucli.BoolFlag{Name: "sync", Usage: "synchronous replication (no acknowledged write is lost on failover)"},
 					&ucli.IntFlag{Name: "rps", Value: 50, Usage: "load through the HAProxy frontend, requests per second"},
+					&ucli.BoolFlag{Name: "flags", Usage: "also an Unleash server on the lab's PostgreSQL (installed from npm on first use into " + lab.UnleashInstallDir() + ", needs Node 20)"},
 				},
 				Action: labUp,
 			},
@@ -47,11 +48,20 @@ func labCommand() *ucli.Command {
 				Flags: []ucli.Flag{dirFlag,
 					&ucli.BoolFlag{Name: "sync"},
 					&ucli.IntFlag{Name: "rps", Value: 50},
+					&ucli.BoolFlag{Name: "flags"},
 				},
 				Action: labServe,
 			},
 		},
 	}
+}
+
+// labParts is every part, and Unleash with --flags.
+func labParts(c *ucli.Context) lab.Part {
+	if c.Bool("flags") {
+		return lab.PartAll | lab.PartFlags
+	}
+	return lab.PartAll
 }
 
 func labDir(c *ucli.Context) (string, error) {
@@ -67,7 +77,7 @@ func labUp(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := lab.CheckBinaries(lab.PartAll); err != nil {
+	if err := lab.CheckBinaries(labParts(c)); err != nil {
 		return ucli.Exit(err.Error(), ExitUsage)
 	}
 	if st, err := lab.Load(dir); err == nil {
@@ -93,6 +103,11 @@ func labUp(c *ucli.Context) error {
 	if c.Bool("sync") {
 		args = append(args, "--sync")
 	}
+	upWithin := 3 * time.Minute
+	if c.Bool("flags") {
+		args = append(args, "--flags")
+		upWithin = 6 * time.Minute // the first run installs Unleash from npm
+	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: the host outlives this command and the terminal.
@@ -103,7 +118,7 @@ func labUp(c *ucli.Context) error {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	fmt.Fprintf(c.App.ErrWriter, "starting the lab in %s (host pid %d, log %s) ...\n", dir, cmd.Process.Pid, logPath)
-	deadline := time.After(3 * time.Minute)
+	deadline := time.After(upWithin)
 	for {
 		select {
 		case err := <-exited:
@@ -111,7 +126,7 @@ func labUp(c *ucli.Context) error {
 			return fmt.Errorf("the lab host exited (%v): %s", err, strings.TrimSpace(tail(string(b), 2000)))
 		case <-deadline:
 			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
-			return fmt.Errorf("the lab did not come up within 3m; see %s", logPath)
+			return fmt.Errorf("the lab did not come up within %s; see %s", upWithin, logPath)
 		case <-c.Context.Done():
 			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
 			return c.Context.Err()
@@ -129,6 +144,9 @@ func labUp(c *ucli.Context) error {
 		fmt.Fprintf(w, "\nPoint drillship at it (specs say `lab: default`):\n  export %s=%s\n", lab.DirEnv, dir)
 		fmt.Fprintf(w, "  drillship deploy start deploys/lab-canary.yaml --version v2 --wait\n")
 		fmt.Fprintf(w, "  drillship drill run drills/db-primary-loss.yaml --wait\n")
+		if st.Unleash != nil {
+			fmt.Fprintf(w, "  drillship drill run flag-kill-switch --wait\n")
+		}
 		fmt.Fprintf(w, "Stop it with: drillship lab down --dir %s\n", dir)
 		return nil
 	}
@@ -148,7 +166,7 @@ func labServe(c *ucli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	l, err := lab.Up(ctx, lab.Options{Dir: dir, SyncReplication: c.Bool("sync"), LoadRPS: c.Int("rps"), Host: true, Logger: logger(c)})
+	l, err := lab.Up(ctx, lab.Options{Dir: dir, Parts: labParts(c), SyncReplication: c.Bool("sync"), LoadRPS: c.Int("rps"), Host: true, Logger: logger(c)})
 	if err != nil {
 		return err
 	}

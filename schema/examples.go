@@ -248,8 +248,7 @@ restore:
   - name: rebuild pg1 as a replica
     database: {op: rebuild, node: pg1}
 `},
-	"unleash/traffic": {Deploy, `trafficKeys: role   # canary = the flag's gradual rollout %, stable = the rest
-traffic:
+	"unleash/traffic": {Deploy, `traffic:
   provider: unleash
   config:
     url: https://unleash.internal
@@ -257,6 +256,8 @@ traffic:
     project: shop
     environment: production
     feature: checkout-v2
+    on: v2    # the version the flag releases: its weight is the flag's gradual rollout %
+    off: v1   # the stable version: the rest
 `},
 	"unleash/runner": {Drill, `providers:
   runner: {provider: unleash, config: {url: https://unleash.internal, token: "${UNLEASH_ADMIN_TOKEN}", environment: production}}

@@ -13,6 +13,9 @@ func Declare(capability string) activities.Declaration {
 		{Name: "feature", Type: activities.TypeString, Doc: "the flag (traffic: required unless lab, whose flag is drillship-lab-feature; actions may name their own)"},
 		{Name: "timeout", Type: activities.TypeDuration, Default: "5s", Max: activities.Num(60), Doc: "per admin API call, up to 1m"},
 	}
+	traffic := append(append([]activities.Field{}, cfg...),
+		activities.Field{Name: "on", Type: activities.TypeString, Default: DefaultOn, Doc: "the weight key of the flag's on side: in a deploy, the version the flag releases"},
+		activities.Field{Name: "off", Type: activities.TypeString, Default: DefaultOff, Doc: "the weight key of the flag's off side: in a deploy, the stable version"})
 	where := []activities.Field{
 		{Name: "feature", Type: activities.TypeString, Doc: "the flag; default config.feature"},
 		{Name: "project", Type: activities.TypeString, Doc: "default config.project"},
@@ -20,10 +23,12 @@ func Declare(capability string) activities.Declaration {
 	}
 	switch capability {
 	case activities.CapTraffic:
-		return activities.Declaration{Config: cfg,
-			WeightKeys: "canary (the flag's gradual rollout percentage; 0 turns the flag off) and stable (100 - canary); deploys set trafficKeys: role",
-			Backends: func(map[string]any) activities.Backends {
-				return activities.Backends{Kind: "backend", Known: []string{KeyCanary, KeyStable}, Where: "the flag's rollout"}
+		return activities.Declaration{Config: traffic,
+			WeightKeys: "config.on (the flag's gradual rollout percentage; 0 turns the flag off, 100 is fully on) and config.off (the rest)",
+			Backends: func(c map[string]any) activities.Backends {
+				on, _ := c["on"].(string)
+				off, _ := c["off"].(string)
+				return activities.Backends{Kind: "backend", Known: []string{first(on, DefaultOn), first(off, DefaultOff)}, Where: "config.on and config.off"}
 			}}
 	case activities.CapRunner:
 		return activities.Declaration{Config: cfg, Actions: []activities.ActionDecl{

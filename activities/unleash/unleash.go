@@ -7,9 +7,12 @@
 //     keeps what it found as a tag on the flag, named for the drill, so that
 //     the snapshot survives worker crashes and lives where the flag lives.
 //   - Traffic: a flag's gradual rollout as a deploy's canary: the
-//     flexibleRollout strategy's rollout percentage is the canary weight
-//     (trafficKeys: role), and canary 0 turns the flag off (the rollback).
-//     Weights are read back from Unleash.
+//     flexibleRollout strategy's rollout percentage is the weight of the
+//     flag's on side (config.on, the version the flag releases), the rest
+//     goes to its off side (config.off); on 0 turns the flag off (the
+//     rollback) and 100 is the promotion. Weights are read back from
+//     Unleash. Version keys rather than role keys: a promotion must leave
+//     the flag fully on, where role keys would empty the canary.
 package unleash
 
 import (
@@ -38,6 +41,8 @@ const Name = "unleash"
 //	project: default                   # default: default
 //	environment: production            # default: development
 //	feature: checkout-v2               # the flag (traffic; actions may name their own)
+//	on: v2                             # traffic: the weight key of the flag's on side (default on)
+//	off: v1                            # traffic: the weight key of its off side (default off)
 //	timeout: 5s                        # per admin API call
 type Config struct {
 	Lab         string `json:"lab,omitempty"`
@@ -46,6 +51,8 @@ type Config struct {
 	Project     string `json:"project,omitempty"`
 	Environment string `json:"environment,omitempty"`
 	Feature     string `json:"feature,omitempty"`
+	On          string `json:"on,omitempty"`
+	Off         string `json:"off,omitempty"`
 	Timeout     string `json:"timeout,omitempty"`
 }
 
@@ -107,6 +114,10 @@ func New(cfg map[string]any) (*Client, error) {
 		if v != "" && !nameRe.MatchString(v) {
 			return nil, fmt.Errorf("config: %s %q: not an Unleash name", k, v)
 		}
+	}
+	c.On, c.Off = first(c.On, DefaultOn), first(c.Off, DefaultOff)
+	if c.On == c.Off {
+		return nil, fmt.Errorf("config: on and off are both %q: the flag's two sides need two weight keys", c.On)
 	}
 	cl := &Client{cfg: c, timeout: 5 * time.Second}
 	if c.Timeout != "" {
@@ -309,14 +320,14 @@ func (c *Client) restore(ctx context.Context, w where, key string) (activities.O
 	return activities.Output{Detail: fmt.Sprintf("%s: %s -> %s (as before the drill)", w, onOff(e.Enabled), onOff(was))}, nil
 }
 
-// Traffic weight keys (the deploy's trafficKeys: role).
+// Default weight keys of the flag's two sides.
 const (
-	KeyCanary = "canary"
-	KeyStable = "stable"
+	DefaultOn  = "on"
+	DefaultOff = "off"
 )
 
-// Weights reads the flag: off is canary 0; on, the canary is the gradual
-// rollout's percentage (100 when the flag is on without one).
+// Weights reads the flag: off gives the on side 0; on, the on side gets
+// the gradual rollout's percentage (100 when the flag is on without one).
 func (c *Client) Weights(ctx context.Context) (activities.Weights, error) {
 	w, err := c.resolve(nil)
 	if err != nil {
@@ -326,53 +337,51 @@ func (c *Client) Weights(ctx context.Context) (activities.Weights, error) {
 	if err != nil {
 		return nil, classify(err)
 	}
-	canary := 0
+	on := 0
 	if e.Enabled {
-		canary = 100
+		on = 100
 		if p, _, ok := unleashapi.Rollout(e); ok {
-			canary = p
+			on = p
 		}
 	}
-	return activities.Weights{KeyCanary: canary, KeyStable: 100 - canary}, nil
+	return activities.Weights{c.cfg.On: on, c.cfg.Off: 100 - on}, nil
 }
 
-// SetWeights sets the rollout percentage to the canary weight and turns the
-// flag on, or turns it off for canary 0 (the rollout percentage is left as
-// it was: off is the rollback, whatever the rollout).
+// SetWeights sets the rollout percentage to the on side's weight and turns
+// the flag on, or turns it off for 0 (the rollout percentage is left as it
+// was: off is the rollback, whatever the rollout).
 func (c *Client) SetWeights(ctx context.Context, ws activities.Weights) error {
-	canary := -1
+	on := -1
 	for k, v := range ws {
 		if v < 0 || v > 100 {
 			return activities.Permanent(fmt.Errorf("unleash: weight %s=%d: want 0..100", k, v))
 		}
+		x := v
 		switch k {
-		case KeyCanary:
-			if canary >= 0 && canary != v {
-				return activities.Permanent(fmt.Errorf("unleash: weights %v: canary and stable must add up to 100", ws))
-			}
-			canary = v
-		case KeyStable:
-			if canary >= 0 && canary != 100-v {
-				return activities.Permanent(fmt.Errorf("unleash: weights %v: canary and stable must add up to 100", ws))
-			}
-			canary = 100 - v
+		case c.cfg.On:
+		case c.cfg.Off:
+			x = 100 - v
 		default:
-			return activities.Permanent(fmt.Errorf("unleash: weight key %q: allowed are canary (the flag's rollout) and stable (deploys: trafficKeys: role)", k))
+			return activities.Permanent(fmt.Errorf("unleash: weight key %q: allowed are %s (the flag's rollout) and %s (the rest; config.on and config.off)", k, c.cfg.On, c.cfg.Off))
 		}
+		if on >= 0 && on != x {
+			return activities.Permanent(fmt.Errorf("unleash: weights %v: %s and %s must add up to 100", ws, c.cfg.On, c.cfg.Off))
+		}
+		on = x
 	}
-	if canary < 0 {
+	if on < 0 {
 		return nil
 	}
 	w, err := c.resolve(nil)
 	if err != nil {
 		return err
 	}
-	if canary == 0 {
+	if on == 0 {
 		err = w.admin.Toggle(ctx, w.project, w.feature, w.env, false)
 	} else {
 		// The rollout first, so that turning the flag on never exposes more
-		// than the canary weight.
-		err = w.admin.SetRollout(ctx, w.project, w.feature, w.env, canary)
+		// than the weight.
+		err = w.admin.SetRollout(ctx, w.project, w.feature, w.env, on)
 		if err == nil {
 			err = w.admin.Toggle(ctx, w.project, w.feature, w.env, true)
 		}
@@ -384,8 +393,8 @@ func (c *Client) SetWeights(ctx context.Context, ws activities.Weights) error {
 	if err != nil {
 		return err
 	}
-	if got[KeyCanary] != canary {
-		return fmt.Errorf("unleash: %s reads back canary %d after setting %d", w, got[KeyCanary], canary)
+	if got[c.cfg.On] != on {
+		return fmt.Errorf("unleash: %s reads back %s=%d after setting %d", w, c.cfg.On, got[c.cfg.On], on)
 	}
 	return nil
 }

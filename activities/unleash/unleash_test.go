@@ -27,6 +27,7 @@ func TestConfig(t *testing.T) {
 		{map[string]any{"lab": "default", "feature": "a b"}, "not an Unleash name"},
 		{map[string]any{"lab": "default", "timeout": "2m"}, "up to 1m"},
 		{map[string]any{"lab": "default", "flag": "x"}, "unknown field"},
+		{map[string]any{"lab": "default", "on": "v1", "off": "v1"}, "two weight keys"},
 	} {
 		_, err := unleash.New(tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -43,7 +44,7 @@ func TestSetWeightsRefusesBadKeysWithoutIO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []activities.Weights{{"v2": 10}, {"canary": 10, "stable": 80}, {"canary": 101}} {
+	for _, w := range []activities.Weights{{"v2": 10}, {"on": 10, "off": 80}, {"on": 101}, {"canary": 10}} {
 		if err := c.SetWeights(context.Background(), w); err == nil || !activities.IsPermanent(err) {
 			t.Errorf("SetWeights(%v) = %v, want a permanent error", w, err)
 		}
@@ -125,20 +126,20 @@ func TestAgainstRealUnleash(t *testing.T) {
 		t.Fatal("restore turned on a flag that was off before the drill")
 	}
 
-	// Traffic: the rollout is the canary weight, read back from Unleash.
+	// Traffic: the rollout is the on side's weight, read back from Unleash.
 	for _, canary := range []int{10, 50, 0, 100} {
-		if err := c.SetWeights(ctx, activities.Weights{"canary": canary, "stable": 100 - canary}); err != nil {
+		if err := c.SetWeights(ctx, activities.Weights{"on": canary, "off": 100 - canary}); err != nil {
 			t.Fatal(err)
 		}
 		w, err := c.Weights(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if w["canary"] != canary || w["stable"] != 100-canary {
+		if w["on"] != canary || w["off"] != 100-canary {
 			t.Fatalf("set canary %d, read back %v", canary, w)
 		}
 		if canary == 0 && enabled() {
-			t.Fatal("canary 0 must turn the flag off")
+			t.Fatal("on 0 must turn the flag off")
 		}
 		if canary == 10 {
 			// The service sends about that share through the feature.
