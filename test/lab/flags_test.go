@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/activities/unleash"
 	"github.com/drillship/drillship/activities/unleash/unleashapi"
+	"github.com/drillship/drillship/deploys"
 	"github.com/drillship/drillship/drills"
 	"github.com/drillship/drillship/lab"
 	"github.com/drillship/drillship/ledger"
@@ -90,5 +93,86 @@ func TestLabFlagKillSwitch(t *testing.T) {
 		if s.FeatureErrorRate != 0 {
 			t.Fatalf("service %s still has the feature fault (%g)", s.Version, s.FeatureErrorRate)
 		}
+	}
+}
+
+// flagRollout is a deploy whose traffic is an Unleash flag's gradual
+// rollout: v2 is the flag's on side, judged on the requests that went
+// through the feature, as the lab's real Prometheus counts them.
+const flagRollout = `service: web
+environment: lab
+traffic: {provider: unleash, config: {lab: default, on: v2, off: v1}}
+release: {provider: lab, config: {lab: default}}
+analysis:
+  provider: lab
+  config: {lab: default}
+  interval: 1s
+  failureLimit: 1
+  metrics:
+    - name: feature-error-rate
+      metric: error_rate
+      window: 5s
+      expr: >-
+        sum(rate(drillship_lab_feature_requests_total{code=~"5.."}[{{window}}]))
+        / sum(rate(drillship_lab_feature_requests_total[{{window}}]))
+      max: 0.05
+steps:
+  - {weight: 10, pause: 6s}
+  - {weight: 50, pause: 4s}
+onFailure: rollback
+bake: 3s
+artifacts: {keep: 3}
+`
+
+// TestLabFlagRollout deploys through a real Unleash flag: the canary weight
+// is the flag's rollout percentage; a failing feature rolls back by turning
+// the flag off, a good one is promoted with the flag fully on. Weights are
+// read back from Unleash itself.
+func TestLabFlagRollout(t *testing.T) {
+	l := lab.Start(t, lab.Options{Parts: lab.PartAll | lab.PartFlags, LoadRPS: 50})
+	env := labStack(t, l)
+	spec, err := deploys.Parse("flag-rollout.yaml", []byte(flagRollout), env.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flag, err := unleash.New(map[string]any{"lab": l.StatePath(), "on": "v2", "off": "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	weights := func() activities.Weights {
+		t.Helper()
+		w, err := flag.Weights(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	// Not released yet: the flag starts off.
+	if err := flag.SetWeights(ctx, activities.Weights{"v2": 0, "v1": 100}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The feature fails a fifth of its requests: rolled back, flag off.
+	l.Service("v1").SetFeatureErrorRate(0.2)
+	res := harness.RunDeploy(t, env, *spec, "v2")
+	if res.Outcome != workflows.OutcomeRolledBack || !strings.Contains(res.Reason, "feature-error-rate") {
+		t.Fatalf("bad feature: outcome %s (%s), want rolled back on feature-error-rate", res.Outcome, res.Reason)
+	}
+	if w := weights(); w["v2"] != 0 || w["v1"] != 100 {
+		t.Fatalf("Unleash after rollback %v, want v2=0 (flag off)", w)
+	}
+	t.Logf("rollback: %s; time to rollback %vms", res.Reason, deref(res.TimeToRollbackMs))
+
+	// Mended, and once the bad run's errors have left the 5s window: the
+	// rollout goes 10, 50, 100 and the flag stays fully on.
+	l.Service("v1").SetFeatureErrorRate(0)
+	time.Sleep(7 * time.Second)
+	res = harness.RunDeploy(t, env, *spec, "v2")
+	if res.Outcome != workflows.OutcomePromoted {
+		t.Fatalf("good feature: outcome %s (%s), want promoted", res.Outcome, res.Reason)
+	}
+	if w := weights(); w["v2"] != 100 || w["v1"] != 0 {
+		t.Fatalf("Unleash after promotion %v, want v2=100 (flag on for everyone)", w)
 	}
 }
