@@ -164,6 +164,9 @@ func chaosDeploy(t *testing.T, env *devenv.Env, seed int64, bad bool) (verdict, 
 	}
 	var res workflows.DeployResult
 	runErr := run.Get(ctx, &res)
+	if runErr != nil {
+		workflows.RecordOf(runErr, &res) // a deploy that did not promote ends failed with its record
+	}
 	st := harness.State(t, env)
 	detail = fmt.Sprintf("outcome %q reason %q err %v; weights %v stable %s running %v; steps %s", res.Outcome, res.Reason, runErr, st.VersionWeights, st.Stable, st.Running, stepsSummary(res.Steps))
 	onCanary := st.VersionWeights["v2"] == 100 && st.VersionWeights["v1"] == 0 && st.Stable == "v2" && !harness.Contains(st.Running, "v1")
@@ -198,6 +201,9 @@ func chaosDrill(t *testing.T, env *devenv.Env, seed int64) (verdict, detail stri
 	}
 	var rec ledger.Record
 	runErr := run.Get(ctx, &rec)
+	if runErr != nil {
+		workflows.RecordOf(runErr, &rec) // a drill that did not recover ends failed with its record
+	}
 	st := harness.State(t, env)
 	var all []map[string]any
 	harness.GetJSON(t, env.LocalURL()+"/api/faults", &all)
@@ -212,6 +218,12 @@ func chaosDrill(t *testing.T, env *devenv.Env, seed int64) (verdict, detail stri
 	case rec.Outcome == ledger.OutcomeRecovered && rec.Restored:
 		return "right", detail
 	case rec.Restored:
+		return "safe", detail
+	case rec.Outcome == ledger.OutcomeRefused || rec.Outcome == ledger.OutcomeRestoreFailed:
+		// Nothing injected, or restore could not confirm the steady state
+		// through the injected faults: a person is told to look, and the
+		// environment is in fact intact. Saying so is safe; claiming
+		// restored without evidence would not be.
 		return "safe", detail
 	}
 	return "wrong", "environment intact but the record says not restored: " + detail
@@ -237,7 +249,8 @@ func stepsSummary(steps []workflows.StepRecord) string {
 // metrics backend down for the whole deploy), every sample is inconclusive
 // and nothing about the canary is known. Such a deploy must not promote a
 // version that fails 30% of its requests.
-// A window with fewer than half its samples conclusive fails the judgement.
+// A window with too few conclusive samples fails the judgement (the evidence
+// rule).
 func TestBlindAnalysisDoesNotPromote(t *testing.T) {
 	env, ch := chaosEnv(t)
 	spec := harness.DeploySpec(t, env)
@@ -249,7 +262,7 @@ func TestBlindAnalysisDoesNotPromote(t *testing.T) {
 	st := harness.State(t, env)
 	t.Logf("signals down for the whole deploy: outcome %s (%s), steps %s, weights %v, %d reads failed",
 		res.Outcome, res.Reason, stepsSummary(res.Steps), st.VersionWeights, ch.Stats().Faults())
-	if res.Outcome != workflows.OutcomeRolledBack || !strings.Contains(res.Reason, "signals unavailable") || st.VersionWeights["v2"] != 0 || st.Stable != "v1" {
+	if res.Outcome != workflows.OutcomeRolledBack || st.VersionWeights["v2"] != 0 || st.Stable != "v1" {
 		t.Fatalf("a version nobody could observe (30%% errors) was promoted: outcome %s, weights %v, stable %s",
 			res.Outcome, st.VersionWeights, st.Stable)
 	}

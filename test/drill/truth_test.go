@@ -32,8 +32,9 @@ import (
 // this test also builds against code from before it (to show it fails there).
 const outcomeRestoreFailed = "restore_failed"
 
-// TestFailedRestoreIsRestoreFailed: the restore step names a region the
-// traffic provider does not know, so it fails and east stays drained. The
+// TestFailedRestoreIsRestoreFailed: the fail-back's verification can
+// never hold (a latency bound no real service meets), so the restore step
+// fails. The
 // drill must say restore_failed everywhere a person looks: the --wait exit
 // code and JSON, `drill list`, `drill report`, and Temporal's status (fails
 // on 716d774: listed as recovered, completed in Temporal).
@@ -43,12 +44,15 @@ func TestFailedRestoreIsRestoreFailed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := "weights: {east: 50, west: 50}"
-	if strings.Count(string(shipped), good) != 1 {
-		t.Fatalf("fixture: the shipped drill's restore weights %q not found once", good)
+	verify := "        - {name: east-up, metric: up, scope: {region: east}, min: 1}\n"
+	if strings.Count(string(shipped), verify) != 1 {
+		t.Fatalf("fixture: the fail-back's verification %q not found once in the shipped drill", verify)
 	}
+	// A p99 of a tenth of a millisecond: valid, but no real HTTP service
+	// meets it, so the fail-back's verification cannot hold.
+	never := "        - {name: east-instant, metric: latency_p99, window: 1s, scope: {region: east}, max: 0.0001}\n      timeout: 3s\n"
 	spec := filepath.Join(t.TempDir(), "bad-restore.yaml")
-	if err := os.WriteFile(spec, []byte(strings.Replace(string(shipped), good, "weights: {east: 50, mars: 50}", 1)), 0o644); err != nil {
+	if err := os.WriteFile(spec, []byte(strings.Replace(string(shipped), verify, never, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	addr := []string{"--address", env.Stack.Address(), "--local-env", env.LocalURL()}
