@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/drillship/drillship/activities/unleash/ofunleash"
@@ -104,6 +105,20 @@ func installUnleash(ctx context.Context, dir, logPath string) (time.Duration, er
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, fmt.Errorf("lab: unleash install dir: %w", err)
+	}
+	// Test packages start labs in parallel: one npm install at a time, and
+	// whoever waited finds it done.
+	lock, err := os.OpenFile(filepath.Join(dir, ".drillship-install.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("lab: unleash install lock: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return 0, fmt.Errorf("lab: unleash install lock: %w", err)
+	}
+	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
+	if unleashInstalled(dir) {
+		return 0, nil
 	}
 	pkg := filepath.Join(dir, "package.json")
 	if _, err := os.Stat(pkg); err != nil {
