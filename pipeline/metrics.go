@@ -40,7 +40,7 @@ import (
 // target exactly, not interpolated across it.
 var (
 	DeployBuckets   = []float64{15, 30, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1800, 3600}
-	RollbackBuckets = []float64{0.5, 1, 2, 5, 10, 15, 30, 45, 60, 90, 120, 180, 300}
+	RollbackBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 45, 60, 90, 120, 180, 300}
 	PhaseBuckets    = []float64{1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200}
 )
 
