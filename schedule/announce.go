@@ -21,12 +21,7 @@ import (
 func announce(ctx context.Context, c client.Client, id string, spec *drills.Spec, zone string, pol *policy.Policy) error {
 	wid := workflows.AnnouncerID(id)
 	if pol == nil || pol.Notifications == nil || len(pol.Notifications.Announce) == 0 {
-		err := c.TerminateWorkflow(ctx, wid, "", "the schedule was re-created without announcements")
-		var nf *serviceerror.NotFound
-		if err != nil && !errors.As(err, &nf) {
-			return fmt.Errorf("stop the announcer of %s: %w", id, err)
-		}
-		return nil
+		return stopAnnouncer(ctx, c, id, "the schedule was re-created without announcements")
 	}
 	_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: wid, TaskQueue: workflows.TaskQueue,
@@ -37,6 +32,16 @@ func announce(ctx context.Context, c client.Client, id string, spec *drills.Spec
 		Description: spec.Description, Zone: zone, Config: *pol.Notifications})
 	if err != nil {
 		return fmt.Errorf("start the announcer of %s: %w", id, err)
+	}
+	return nil
+}
+
+// stopAnnouncer ends the announcer of schedule id, if one runs.
+func stopAnnouncer(ctx context.Context, c client.Client, id, why string) error {
+	err := c.TerminateWorkflow(ctx, workflows.AnnouncerID(id), "", why)
+	var nf *serviceerror.NotFound
+	if err != nil && !errors.As(err, &nf) {
+		return fmt.Errorf("stop the announcer of %s: %w", id, err)
 	}
 	return nil
 }

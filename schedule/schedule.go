@@ -187,7 +187,9 @@ func Delete(ctx context.Context, c client.Client, drill string) error {
 	if err := c.ScheduleClient().GetHandle(ctx, ID(drill)).Delete(ctx); err != nil {
 		return fmt.Errorf("delete schedule %s: %w", ID(drill), err)
 	}
-	return nil
+	// Its announcer would notice within the hour; no announcement after
+	// a delete.
+	return stopAnnouncer(ctx, c, ID(drill), "the schedule was deleted")
 }
 
 // Trigger runs a drill's schedule now (the overlap policy still applies).
