@@ -4,14 +4,19 @@
 package metrics
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -293,4 +298,90 @@ func scrapeDeploys(t *testing.T, u string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// `drillship worker --metrics 127.0.0.1:0` as its own process: it says
+// where it serves, and a deploy it runs shows on its /metrics with the
+// SDK's series and the DORA gauges. A person's failure mark, put in the
+// audit log by `deploy mark-failed`, turns a promoted deploy into a change
+// failure for `deploy stats`.
+func TestWorkerProcessMetricsAndMarkFailed(t *testing.T) {
+	env := harness.Start(t, true)
+	cmd := exec.Command(harness.Binary(t), "worker", "--address", env.Stack.Address(), "--local-env", env.LocalURL(), "--metrics", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &harness.Worker{Cmd: cmd}
+	t.Cleanup(w.Kill)
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "metrics on "); ok {
+				found <- u
+			}
+		}
+	}()
+	var metricsURL string
+	select {
+	case metricsURL = <-found:
+	case <-time.After(time.Minute):
+		t.Fatal("the worker did not say where it serves /metrics")
+	}
+
+	spec := harness.DeploySpec(t, env)
+	harness.RelaxLatency(&spec)
+	if r := harness.RunDeploy(t, env, spec, "v2"); r.Outcome != workflows.OutcomePromoted {
+		t.Fatalf("v2: %s (%s)", r.Outcome, r.Reason)
+	}
+	harness.BadVersion(t, env, "v3", "0.3")
+	if r := harness.RunDeploy(t, env, spec, "v3"); r.Outcome != workflows.OutcomeRolledBack {
+		t.Fatalf("v3: %s (%s)", r.Outcome, r.Reason)
+	}
+	if got := scrapeDeploys(t, metricsURL); got["promoted"] != 1 || got["rolled_back"] != 1 {
+		t.Errorf("the worker process's deploy counts %v, want promoted 1, rolled_back 1", got)
+	}
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"temporal_request_total", "drillship_deploy_time_to_rollback_seconds_count", "drillship_dora_updated_timestamp_seconds"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("the worker's /metrics lacks %s", want)
+		}
+	}
+
+	// A person marks v2 (promoted) as having caused a failure.
+	t.Setenv("DRILLSHIP_AUDIT_LOG", filepath.Join(t.TempDir(), "audit.jsonl"))
+	code, out, errOut := harness.RunCLI("deploy", "mark-failed", workflows.DeployID("web", "v2"), "--address", env.Stack.Address(),
+		"--who", "ana", "--reason", "checkout errors after v2", "--failed-at", time.Now().Add(-time.Minute).UTC().Format(time.RFC3339),
+		"--restored-at", time.Now().UTC().Format(time.RFC3339))
+	if code != 0 || !strings.Contains(out, "marked as a change failure") {
+		t.Fatalf("mark-failed: %d %s %s", code, out, errOut)
+	}
+	if code, _, errOut := harness.RunCLI("deploy", "mark-failed", "deploy/web/nope", "--address", env.Stack.Address(), "--reason", "x"); code != 2 {
+		t.Errorf("marking a deploy that does not exist: exit %d (%s), want 2", code, errOut)
+	}
+	var stats dora.Stats
+	harness.WaitUntil(t, "stats list both deploys", 20*time.Second, func() bool {
+		code, out, errOut := harness.RunCLI("deploy", "stats", "--output", "json", "--address", env.Stack.Address())
+		if code != 0 {
+			t.Fatalf("stats: %d %s", code, errOut)
+		}
+		if err := json.Unmarshal([]byte(out), &stats); err != nil {
+			t.Fatal(err)
+		}
+		return stats.Deploys == 2
+	})
+	if stats.Production != 1 || len(stats.Failures) != 1 || stats.Failures[0].Cause != dora.CauseMarked || stats.ChangeFail != 1 ||
+		stats.RestoreP50Ms == nil || *stats.RestoreP50Ms < 59_000 || *stats.RestoreP50Ms > 61_000 || stats.CaughtBeforePromotion != 1 {
+		t.Fatalf("stats %+v: want v2 marked as the one change failure of one production deploy, restored in about a minute, v3 caught", stats)
+	}
+	t.Logf("%s", stats.How[dora.FigChangeFail])
 }
