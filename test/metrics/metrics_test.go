@@ -26,6 +26,7 @@ import (
 	"github.com/drillship/drillship/devenv"
 	"github.com/drillship/drillship/dora"
 	"github.com/drillship/drillship/lab"
+	"github.com/drillship/drillship/ledger"
 	"github.com/drillship/drillship/localenv"
 	"github.com/drillship/drillship/pipeline"
 	"github.com/drillship/drillship/test/harness"
@@ -234,6 +235,25 @@ func TestWorkerMetricsScrapedByLabPrometheus(t *testing.T) {
 			t.Errorf("%s %s on deploys within target", a.Labels["alertname"], a.State)
 		}
 	}
+
+	// A drill: its phases, from the injection, as histograms.
+	drill := harness.RunDrill(t, env, harness.DrillSpec(t, env, "region-failover"), "automated")
+	injected, ok := drill.MarkAt(ledger.Injected)
+	if !ok {
+		t.Fatalf("drill %s (%s): no injection", drill.Outcome, drill.Reason)
+	}
+	waitQuery(t, prom, `drillship_drills_total{job="drillship-worker",scenario="region-failover",outcome="`+drill.Outcome+`"}`, func(v float64) bool { return v == 1 })
+	for _, mk := range drill.Marks {
+		if mk.Name == ledger.Injected {
+			continue
+		}
+		q := `drillship_drill_phase_seconds_sum{job="drillship-worker",scenario="region-failover",phase="` + mk.Name + `"}`
+		want := float64(mk.At-injected) / 1000
+		if v := only(t, prom, q); v < want-0.001 || v > want+0.001 {
+			t.Errorf("%s: %vs, want %vs as in the drill's ledger", q, v, want)
+		}
+	}
+	t.Logf("drill %s: %d marks on /metrics", drill.Outcome, len(drill.Marks)-1)
 
 	// DORA on /metrics: the canaries caught before promotion are not
 	// change failures.
