@@ -20,7 +20,11 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/drillship/drillship/cli"
 	"github.com/drillship/drillship/devenv"
@@ -345,6 +349,13 @@ func TestNotificationsEndToEnd(t *testing.T) {
 		t.Fatalf("drill record %+v", rec.Notifications)
 	}
 
+	// The recorded histories of runs that notified (a failing and a hanging
+	// receiver among them) replay against the current code: the sends are
+	// deterministic.
+	for _, id := range []string{workflows.DeployID("web", "v30"), workflows.DeployID("web", "v12"), workflows.DeployID("web", "v13"), drun.GetID()} {
+		replay(t, env, id)
+	}
+
 	// Announced: a real Temporal Schedule whose next run is within the
 	// 1h lead is announced at once by its announcer; deleting the
 	// schedule ends the announcer (at once: Delete stops it).
@@ -374,4 +385,35 @@ func TestNotificationsEndToEnd(t *testing.T) {
 func clientUpdate(id, name string, c workflows.Command) client.UpdateWorkflowOptions {
 	return client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: name, Args: []any{c},
 		WaitForStage: client.WorkflowUpdateStageCompleted}
+}
+
+func replay(t *testing.T, env *devenv.Env, id string) {
+	t.Helper()
+	h := &historypb.History{}
+	it := env.Client.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	r := sdkworker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(workflows.Deploy, workflow.RegisterOptions{Name: "Deploy"})
+	r.RegisterWorkflowWithOptions(workflows.Drill, workflow.RegisterOptions{Name: "Drill"})
+	r.RegisterWorkflowWithOptions(workflows.Failover, workflow.RegisterOptions{Name: "Failover"})
+	opts := sdkworker.ReplayWorkflowHistoryOptions{OriginalExecution: workflow.Execution{ID: id,
+		RunID: h.Events[0].GetWorkflowExecutionStartedEventAttributes().GetOriginalExecutionRunId()}}
+	if err := r.ReplayWorkflowHistoryWithOptions(nil, h, opts); err != nil {
+		t.Fatalf("replaying %s (%d events): %v", id, len(h.Events), err)
+	}
+	n := 0
+	for _, ev := range h.Events {
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "SendNotification" {
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatalf("%s sent no notification", id)
+	}
 }
