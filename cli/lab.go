@@ -31,6 +31,7 @@ func labCommand() *ucli.Command {
 					&ucli.BoolFlag{Name: "sync", Usage: "synchronous replication (no acknowledged write is lost on failover)"},
 					&ucli.IntFlag{Name: "rps", Value: 50, Usage: "load through the HAProxy frontend, requests per second"},
 					&ucli.BoolFlag{Name: "flags", Usage: "also an Unleash server on the lab's PostgreSQL (installed from npm on first use into " + lab.UnleashInstallDir() + ", needs Node 20)"},
+					scrapeWorkerFlag, rulesFlag,
 				},
 				Action: labUp,
 			},
@@ -49,6 +50,7 @@ func labCommand() *ucli.Command {
 					&ucli.BoolFlag{Name: "sync"},
 					&ucli.IntFlag{Name: "rps", Value: 50},
 					&ucli.BoolFlag{Name: "flags"},
+					scrapeWorkerFlag, rulesFlag,
 				},
 				Action: labServe,
 			},
@@ -102,6 +104,15 @@ func labUp(c *ucli.Context) error {
 	args := []string{"--log-level", "info", "lab", "serve", "--dir", dir, "--rps", strconv.Itoa(c.Int("rps"))}
 	if c.Bool("sync") {
 		args = append(args, "--sync")
+	}
+	for _, t := range c.StringSlice("scrape-worker") {
+		args = append(args, "--scrape-worker", t)
+	}
+	for _, r := range c.StringSlice("rules") {
+		if abs, err := filepath.Abs(r); err == nil {
+			r = abs
+		}
+		args = append(args, "--rules", r)
 	}
 	upWithin := 3 * time.Minute
 	if c.Bool("flags") {
@@ -166,7 +177,12 @@ func labServe(c *ucli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	l, err := lab.Up(ctx, lab.Options{Dir: dir, Parts: labParts(c), SyncReplication: c.Bool("sync"), LoadRPS: c.Int("rps"), Host: true, Logger: logger(c)})
+	o := lab.Options{Dir: dir, Parts: labParts(c), SyncReplication: c.Bool("sync"), LoadRPS: c.Int("rps"), Host: true, Logger: logger(c),
+		RuleFiles: c.StringSlice("rules")}
+	if t := c.StringSlice("scrape-worker"); len(t) > 0 {
+		o.Scrape = map[string][]string{"drillship-worker": t}
+	}
+	l, err := lab.Up(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -189,3 +205,10 @@ func labDown(c *ucli.Context) error {
 	fmt.Fprintf(c.App.Writer, "lab in %s stopped\n", dir)
 	return nil
 }
+
+// The lab's Prometheus watching the pipeline itself: workers started with
+// --metrics, and alerting rules such as alerts/drillship.rules.yml.
+var (
+	scrapeWorkerFlag = &ucli.StringSliceFlag{Name: "scrape-worker", Usage: "host:port of a worker's --metrics for the lab's Prometheus to scrape (job drillship-worker); repeatable"}
+	rulesFlag        = &ucli.StringSliceFlag{Name: "rules", Usage: "a Prometheus rule file for the lab's Prometheus to load, e.g. alerts/drillship.rules.yml; repeatable"}
+)
