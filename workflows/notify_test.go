@@ -259,3 +259,26 @@ func TestNotifyDrill(t *testing.T) {
 		t.Fatalf("record notifications %+v", rec.Notifications)
 	}
 }
+
+// TestNotifyRollbackFailedIsLoud: traffic that cannot be put back is a
+// critical notification saying what a person must do.
+func TestNotifyRollbackFailedIsLoud(t *testing.T) {
+	rcv := newReceiver(t, 200)
+	env, w := newEnv(t), newWorld()
+	w.failStableAt = 1
+	w.watches = append(w.watches, failAt(2_000_000, "errors: error_rate 0.1 above max 0.05"))
+	w.mockDeploy(env)
+	res := runWith(t, env, DeployInput{Spec: testSpec("rollback"), Version: "v2", Policy: notifyPolicy(t, rcv.URL)})
+	if res.Outcome != OutcomeRollbackFailed {
+		t.Fatalf("outcome %s (%s)", res.Outcome, res.Reason)
+	}
+	_, ev := rcv.ce(notify.DeployRollbackFailed)
+	if ev.Severity != notify.Critical || !strings.Contains(ev.Title, "ROLLBACK FAILED, v2 may still take traffic") ||
+		!strings.Contains(ev.Reason, "shift all traffic to v1") {
+		t.Fatalf("rollback failed event %+v", ev)
+	}
+	slack := strings.Join(rcv.slackTexts("/slack"), "\n")
+	if !strings.Contains(slack, ":rotating_light: ACTION NEEDED: web v2: ROLLBACK FAILED") {
+		t.Fatalf("slack %q", slack)
+	}
+}
