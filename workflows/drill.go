@@ -512,7 +512,7 @@ func (d *drill) run(ctx, dctx workflow.Context) error {
 
 	d.phase(ctx, "mitigate")
 	var lastStep string
-	var lastStepAt int64
+	var lastStepStart, lastStepAt int64
 	for i, st := range spec.Mitigation.Steps {
 		r, err := d.runStep(pctx, "Mitigate: "+st.Name, st)
 		if err != nil {
@@ -522,7 +522,7 @@ func (d *drill) run(ctx, dctx workflow.Context) error {
 			lat := r.StartedAt - detAt
 			d.rec.MitigationLatencyMs = &lat
 		}
-		lastStep, lastStepAt = st.Name, r.EndedAt
+		lastStep, lastStepStart, lastStepAt = st.Name, r.StartedAt, r.EndedAt
 	}
 	var mit activities.WaitResult
 	if err := d.wait(pctx, "Mitigated: SLO holds again", activities.WaitInput{
@@ -538,9 +538,11 @@ func (d *drill) run(ctx, dctx workflow.Context) error {
 	if !d.hasMark(ledger.Mitigated) {
 		d.mark(ledger.Mitigated, mit.At, "SLO observed", mit.Detail, delayOf(mit.Gaps, mit.At))
 		// How long the world took to obey the last step (a flag flip, a
-		// shed): from the step's activity returning to the SLO observed.
-		if lastStepAt > 0 && mit.At >= lastStepAt {
-			d.event(mit.At, "sli", fmt.Sprintf("%s%dms after the last mitigation step (%s) ended", SLOAfterStep, mit.At-lastStepAt, lastStep))
+		// shed): from the step's activity starting and returning to the
+		// SLO observed.
+		if lastStepStart > 0 && lastStepAt >= lastStepStart && mit.At >= lastStepAt {
+			d.event(mit.At, "sli", fmt.Sprintf("%s%dms after the last mitigation step (%s) started, %dms after it ended",
+				SLOAfterStep, mit.At-lastStepStart, lastStep, mit.At-lastStepAt))
 		}
 	}
 	return d.recover(ctx, pctx)

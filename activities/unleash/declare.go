@@ -8,6 +8,7 @@ func Declare(capability string) activities.Declaration {
 		{Name: "url", Type: activities.TypeString, Format: "url", Doc: "the Unleash server's base URL (or lab; exactly one)"},
 		{Name: "lab", Type: activities.TypeString, Doc: "default ($DRILLSHIP_LAB_DIR, else ~/.drillship/lab) or an absolute path: the Unleash of `drillship lab up --flags` (or url)"},
 		{Name: "token", Type: activities.TypeString, Secret: true, Doc: "an admin API token, required with url; a ${NAME} reference"},
+		{Name: "clientToken", Type: activities.TypeString, Secret: true, Doc: "optional: a client API token of the environment; a flip then waits until the client API serves it and says when (lab: known); a ${NAME} reference"},
 		{Name: "project", Type: activities.TypeString, Default: "default", Doc: "the flag's project"},
 		{Name: "environment", Type: activities.TypeString, Default: "development", Doc: "the environment whose flag state is read and set"},
 		{Name: "feature", Type: activities.TypeString, Doc: "the flag (traffic: required unless lab, whose flag is drillship-lab-feature; actions may name their own)"},

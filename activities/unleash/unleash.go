@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/activities/unleash/ofunleash"
 	"github.com/drillship/drillship/activities/unleash/unleashapi"
 	"github.com/drillship/drillship/lab"
 )
@@ -38,6 +39,8 @@ const Name = "unleash"
 //
 //	url: https://unleash.example.com   # or lab: default (the lab's Unleash); exactly one
 //	token: ${UNLEASH_ADMIN_TOKEN}      # an admin API token, as a ${NAME} reference
+//	clientToken: ${UNLEASH_CLIENT_TOKEN}  # optional: a client token of the environment; a flip
+//	                                   # then waits until the client API serves it (the lab's: known)
 //	project: default                   # default: default
 //	environment: production            # default: development
 //	feature: checkout-v2               # the flag (traffic; actions may name their own)
@@ -48,6 +51,7 @@ type Config struct {
 	Lab         string `json:"lab,omitempty"`
 	URL         string `json:"url,omitempty"`
 	Token       string `json:"token,omitempty"`
+	ClientToken string `json:"clientToken,omitempty"`
 	Project     string `json:"project,omitempty"`
 	Environment string `json:"environment,omitempty"`
 	Feature     string `json:"feature,omitempty"`
@@ -134,6 +138,8 @@ func New(cfg map[string]any) (*Client, error) {
 type where struct {
 	admin                 *unleashapi.Admin
 	project, env, feature string
+	// client reads the flag as applications do; nil without a client token.
+	client *ofunleash.Provider
 }
 
 func (w where) String() string {
@@ -144,7 +150,7 @@ func (w where) String() string {
 // the settings, then the lab's flag, then Unleash's defaults.
 func (c *Client) resolve(params map[string]string) (where, error) {
 	w := where{project: c.cfg.Project, env: c.cfg.Environment, feature: c.cfg.Feature}
-	base, token := c.cfg.URL, c.cfg.Token
+	base, token, clientToken := c.cfg.URL, c.cfg.Token, c.cfg.ClientToken
 	if c.cfg.Lab != "" {
 		st, err := lab.Resolve(c.cfg.Lab)
 		if errors.Is(err, lab.ErrNoLab) {
@@ -158,6 +164,9 @@ func (c *Client) resolve(params map[string]string) (where, error) {
 		}
 		u := st.Unleash
 		base, token = u.URL, u.AdminToken
+		if u.Environment == first(params["environment"], c.cfg.Environment, u.Environment) {
+			clientToken = u.ClientToken // scoped to the lab flag's environment
+		}
 		w.project = first(w.project, u.Project)
 		w.env = first(w.env, u.Environment)
 		w.feature = first(w.feature, u.Feature)
@@ -177,6 +186,10 @@ func (c *Client) resolve(params map[string]string) (where, error) {
 		return w, activities.Permanent(errors.New("unleash: config.token is empty in the worker's environment (set the variable its ${NAME} names)"))
 	}
 	w.admin = unleashapi.NewAdmin(base, token, c.timeout)
+	if clientToken != "" {
+		w.client = ofunleash.New(strings.TrimRight(base, "/"), clientToken, 0)
+		w.client.HTTP.Timeout = c.timeout
+	}
 	return w, nil
 }
 
@@ -281,8 +294,36 @@ func (c *Client) flip(ctx context.Context, w where, key string, on bool) (activi
 	if after.Enabled != on {
 		return activities.Output{}, fmt.Errorf("unleash: %s reads back %s after turning it %s", w, onOff(after.Enabled), onOff(on))
 	}
-	return activities.Output{Detail: fmt.Sprintf("%s: %s -> %s at %s (was %s before the drill; flag_restore puts that back)",
-		w, onOff(e.Enabled), onOff(on), flipped.UTC().Format("15:04:05.000"), onOff(was))}, nil
+	return activities.Output{Detail: fmt.Sprintf("%s: %s -> %s at %s%s (was %s before the drill; flag_restore puts that back)",
+		w, onOff(e.Enabled), onOff(on), flipped.UTC().Format("15:04:05.000"), clientsSee(ctx, w, on, flipped), onOff(was))}, nil
+}
+
+// clientWait bounds how long a flip waits for the client API to serve it.
+const clientWait = 10 * time.Second
+
+// clientsSee polls the client API, as applications read it, until it
+// serves the flag as set, and says when; it says so when it does not.
+// Informational: whether the service obeyed is for the SLO to show.
+func clientsSee(ctx context.Context, w where, on bool, flipped time.Time) string {
+	if w.client == nil {
+		return ""
+	}
+	deadline := time.Now().Add(clientWait)
+	for {
+		err := w.client.Fetch(ctx)
+		if err == nil {
+			if f, ok := w.client.Lookup(w.feature); ok && f.Enabled == on {
+				return fmt.Sprintf(", served %s by the client API %dms later", onOff(on), time.Since(flipped).Milliseconds())
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if err != nil {
+				return fmt.Sprintf(", client API not read (%v)", err)
+			}
+			return fmt.Sprintf(", the client API still served it otherwise after %s", clientWait)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
 }
 
 // restore puts back what this drill's first flip found and drops the

@@ -94,7 +94,11 @@ func TestAgainstRealUnleash(t *testing.T) {
 	if !enabled() {
 		t.Fatal("the lab flag starts on")
 	}
-	t.Log(run(unleash.ActionOff, "drill-a/turn off"))
+	if d := run(unleash.ActionOff, "drill-a/turn off"); !strings.Contains(d, "on -> off") || !strings.Contains(d, "served off by the client API") {
+		t.Fatalf("flag_off said %q: want the flip and the client API serving it", d)
+	} else {
+		t.Log(d)
+	}
 	if enabled() {
 		t.Fatal("flag_off: Unleash still has the flag on")
 	}

@@ -60,10 +60,10 @@ func TestLabFlagKillSwitch(t *testing.T) {
 			sli = &rec.Events[i]
 		}
 	}
-	if flip == nil || sli == nil {
+	if flip == nil || sli == nil || !strings.Contains(flip.Detail, "served off by the client API") {
 		t.Fatalf("events %+v: want the flip (on -> off) and the time from it to the SLO", rec.Events)
 	}
-	m := regexp.MustCompile(`(\d+)ms after the last mitigation step \(kill switch\)`).FindStringSubmatch(sli.Detail)
+	m := regexp.MustCompile(`(\d+)ms after the last mitigation step \(kill switch\) started`).FindStringSubmatch(sli.Detail)
 	if m == nil {
 		t.Fatalf("sli event %q", sli.Detail)
 	}

@@ -132,6 +132,14 @@ func (p *Provider) Close() {
 	}
 }
 
+// Lookup returns a flag as the last fetch saw it.
+func (p *Provider) Lookup(name string) (Feature, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	f, ok := p.features[name]
+	return f, ok
+}
+
 // Fetched returns when the flags in use were read.
 func (p *Provider) Fetched() time.Time {
 	p.mu.RLock()
