@@ -29,7 +29,7 @@ func Require(t testing.TB, parts ...Part) {
 	if os.Getenv(RequiredEnv) == "1" {
 		t.Fatalf("lab servers required (%s=1) but missing: %v", RequiredEnv, err)
 	}
-	t.Skipf("lab servers not installed (%v); to run this test: apt-get install haproxy postgresql prometheus (and set %s=1 to make this a failure)", err, RequiredEnv)
+	t.Skipf("lab servers not installed (%v); to run this test: apt-get install haproxy postgresql prometheus (and nodejs npm for the Unleash of PartFlags) (and set %s=1 to make this a failure)", err, RequiredEnv)
 }
 
 // Start is Require plus Up for a test: the lab lives in a temporary
