@@ -113,6 +113,7 @@ func DrillAnnouncer(ctx workflow.Context, in AnnounceInput) error {
 					{Name: "Schedule", Value: in.ScheduleID}}}
 			s.Send(ctx, ev)
 		}
+		//workflowcheck:ignore (deletes old keys: the order does not matter)
 		for k := range done {
 			if ms, err := strconv.ParseInt(k[:slices.Index([]byte(k), '/')], 10, 64); err == nil && ms < now.Add(-24*time.Hour).UnixMilli() {
 				delete(done, k)
@@ -124,6 +125,7 @@ func DrillAnnouncer(ctx workflow.Context, in AnnounceInput) error {
 	}
 	s.Wait(ctx)
 	in.Announced = in.Announced[:0]
+	//workflowcheck:ignore (sorted below)
 	for k := range done {
 		in.Announced = append(in.Announced, k)
 	}
