@@ -53,6 +53,7 @@ func (m *Metrics) SetDORA(results []workflows.DeployResult, o dora.Options) map[
 	}
 	out := map[[2]string]dora.Stats{}
 	for k, rs := range groups {
+		m.touch(k[0], k[1])
 		s := dora.Compute(rs, o)
 		out[k] = s
 		d.perDay.WithLabelValues(k[0], k[1]).Set(s.PerDay)

@@ -29,6 +29,14 @@ type workflowRecorder struct {
 }
 
 func (w *workflowRecorder) ExecuteWorkflow(ctx workflow.Context, in *interceptor.ExecuteWorkflowInput) (any, error) {
+	if workflow.GetInfo(ctx).WorkflowType.Name == "Deploy" && len(in.Args) == 1 {
+		if di, ok := in.Args[0].(workflows.DeployInput); ok {
+			// Zero series before the first observation: increase() over a
+			// window cannot see a series' first sample, so without them a
+			// service's first rollback would never reach the quantiles.
+			w.m.touch(di.Spec.Service, di.Spec.Environment)
+		}
+	}
 	res, err := w.Next.ExecuteWorkflow(ctx, in)
 	// A replay returns what the first execution already recorded. The
 	// record is read from the returned value, or from the error's details

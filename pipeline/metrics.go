@@ -158,6 +158,15 @@ func (m *Metrics) Serve(addr string) (*Server, error) {
 
 func secs(ms int64) float64 { return float64(ms) / 1000 }
 
+// touch creates a service's deploy histograms at zero (idempotent).
+func (m *Metrics) touch(service, env string) {
+	m.timeToRollback.WithLabelValues(service, env)
+	for _, o := range []string{workflows.OutcomePromoted, workflows.OutcomeRolledBack} {
+		m.deployDuration.WithLabelValues(service, env, o)
+		m.deploys.WithLabelValues(service, env, o)
+	}
+}
+
 // ObserveDeploy records a finished deploy.
 func (m *Metrics) ObserveDeploy(r workflows.DeployResult) {
 	if r.Outcome == "" {

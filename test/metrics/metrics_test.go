@@ -135,9 +135,9 @@ func TestWorkerMetricsScrapedByLabPrometheus(t *testing.T) {
 	spec := harness.DeploySpec(t, env)
 	harness.RelaxLatency(&spec)
 
-	// A good deploy, then two bad ones, with a scrape between the two: a
-	// series' first sample shows no increase, so the day's quantile needs
-	// a second rollback to see one.
+	// A good deploy, then two bad ones. increase() cannot see a series'
+	// first sample; the worker creates a service's series at zero when a
+	// deploy starts, so the day's quantile sees the first rollback too.
 	good := harness.RunDeploy(t, env, spec, "v2")
 	if good.Outcome != workflows.OutcomePromoted {
 		t.Fatalf("v2: %s (%s), want promoted", good.Outcome, good.Reason)
@@ -145,6 +145,7 @@ func TestWorkerMetricsScrapedByLabPrometheus(t *testing.T) {
 	harness.BadVersion(t, env, "v3", "0.3")
 	bad1 := harness.RunDeploy(t, env, spec, "v3")
 	waitQuery(t, prom, `drillship_deploys_total{job="drillship-worker",outcome="rolled_back"}`, func(v float64) bool { return v == 1 })
+	waitQuery(t, prom, `drillship:deploy_time_to_rollback_seconds:p99_1d{service="web"}`, func(v float64) bool { return v > 0 })
 	harness.BadVersion(t, env, "v4", "0.3")
 	bad2 := harness.RunDeploy(t, env, spec, "v4")
 	for _, r := range []workflows.DeployResult{bad1, bad2} {
