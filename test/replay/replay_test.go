@@ -89,6 +89,55 @@ var recordedHistories = map[string]func(t *testing.T, env *devenv.Env) (id strin
 		}
 		return id
 	},
+	// Recorded after "deploy-safety" and "drill-truth" (the new paths);
+	// the files above replay the frozen v0 code.
+	"deploy-safety-promoted.json": func(t *testing.T, env *devenv.Env) string {
+		res := recordDeploy(t, env, nil)
+		if res.Outcome != workflows.OutcomePromoted {
+			t.Fatalf("outcome %s: %s", res.Outcome, res.Reason)
+		}
+		return workflows.DeployID(res.Service, res.Version)
+	},
+	"deploy-safety-rolled-back.json": func(t *testing.T, env *devenv.Env) string {
+		harness.BadVersion(t, env, "v2", "0.1")
+		res := recordDeploy(t, env, nil)
+		if res.Outcome != workflows.OutcomeRolledBack {
+			t.Fatalf("outcome %s: %s", res.Outcome, res.Reason)
+		}
+		return workflows.DeployID(res.Service, res.Version)
+	},
+	"deploy-safety-paused-cancelled.json": func(t *testing.T, env *devenv.Env) string {
+		res := recordDeploy(t, env, func(id string) {
+			harness.WaitPhase(t, env.Client, id, "watching")
+			harness.Update(t, env.Client, id, workflows.UpdatePause, "replay-recording")
+			harness.WaitPhase(t, env.Client, id, "paused")
+			time.Sleep(2 * time.Second) // the held canary's watch samples
+			if err := env.Client.CancelWorkflow(context.Background(), id, ""); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if res.Outcome != workflows.OutcomeAborted {
+			t.Fatalf("outcome %s (%s); want aborted by the cancellation", res.Outcome, res.Reason)
+		}
+		return workflows.DeployID(res.Service, res.Version)
+	},
+	"drill-truth-recovered.json": func(t *testing.T, env *devenv.Env) string {
+		id, rec := recordDrill(t, env, harness.DrillSpec(t, env, "region-failover"), drills.ModeAutomated)
+		if rec.Outcome != ledger.OutcomeRecovered {
+			t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
+		}
+		return id
+	},
+	"drill-truth-guardrail-abort.json": func(t *testing.T, env *devenv.Env) string {
+		spec := harness.DrillSpec(t, env, "region-failover")
+		spec.Guardrails.Checks[0].Max = harness.Ptr(0.2)
+		spec.Guardrails.Checks[0].For = time.Second
+		id, rec := recordDrill(t, env, spec, drills.ModeGameday)
+		if rec.Outcome != ledger.OutcomeAborted || !strings.Contains(rec.Reason, "guardrail") {
+			t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
+		}
+		return id
+	},
 	"failover.json": func(t *testing.T, env *devenv.Env) string {
 		id, rec := recordDrill(t, env, harness.DrillSpec(t, env, "region-failover"), drills.ModeAutomated)
 		if rec.Outcome != ledger.OutcomeRecovered {
