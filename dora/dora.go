@@ -276,8 +276,16 @@ func Compute(results []workflows.DeployResult, o Options) Stats {
 	}
 	s.How[FigChangeFail] = fmt.Sprintf("%d of %d deploys that reached production caused a failure (%s); not counted: %d caught as canaries before promotion, %d ended before any traffic",
 		len(s.Failures), s.Production, describe(causes), s.CaughtBeforePromotion, s.BeforeTraffic)
-	s.How[FigRestoreTime] = fmt.Sprintf("median of %d of %d failures with both ends known: rolled back after promotion from the failing sample to traffic back on stable; reverted or hotfixed from the bad version reaching stable to the fix reaching stable (or from a marked failure time)",
-		len(restore), len(s.Failures))
+	var each []string
+	for _, f := range s.Failures {
+		if f.RestoreMs != nil {
+			each = append(each, fmt.Sprintf("%s %s, %s", f.Deploy, time.Duration(*f.RestoreMs)*time.Millisecond, f.RestoreHow))
+		}
+	}
+	if len(each) == 0 || len(each) > 5 {
+		each = []string{"rolled back after promotion: from the failing sample to traffic back on stable; reverted or hotfixed: from the bad version reaching stable to the fix reaching stable; marked: from the failure time marked"}
+	}
+	s.How[FigRestoreTime] = fmt.Sprintf("median of %d of %d failures with both ends known (%s)", len(restore), len(s.Failures), strings.Join(each, "; "))
 	s.How[FigLeadTime] = fmt.Sprintf("median over %d promoted deploys started with a commit time, from the commit to promotion", len(lead))
 	return s
 }
