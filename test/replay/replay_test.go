@@ -45,110 +45,98 @@ var record = flag.Bool("record", false, "record the missing test/replay/testdata
 // recordedHistories is how each history was recorded, by file; the replay
 // test replays every file in testdata, these and older ones alike.
 var recordedHistories = map[string]func(t *testing.T, env *devenv.Env) (id string){
-	"deploy-promoted.json": func(t *testing.T, env *devenv.Env) string {
-		res := recordDeploy(t, env, nil)
-		if res.Outcome != workflows.OutcomePromoted {
-			t.Fatalf("outcome %s: %s", res.Outcome, res.Reason)
-		}
-		return workflows.DeployID(res.Service, res.Version)
-	},
-	"deploy-rolled-back.json": func(t *testing.T, env *devenv.Env) string {
-		harness.BadVersion(t, env, "v2", "0.1")
-		res := recordDeploy(t, env, nil)
-		if res.Outcome != workflows.OutcomeRolledBack {
-			t.Fatalf("outcome %s: %s", res.Outcome, res.Reason)
-		}
-		return workflows.DeployID(res.Service, res.Version)
-	},
-	"deploy-paused-resumed.json": func(t *testing.T, env *devenv.Env) string {
-		res := recordDeploy(t, env, func(id string) {
-			harness.WaitPhase(t, env.Client, id, "watching")
-			harness.Update(t, env.Client, id, workflows.UpdatePause, "replay-recording")
-			harness.WaitPhase(t, env.Client, id, "paused")
-			harness.Update(t, env.Client, id, workflows.UpdateResume, "replay-recording")
-		})
-		if res.Outcome != workflows.OutcomePromoted || len(res.Audit) != 2 || res.Audit[0].Action != "pause" || res.Audit[1].Action != "resume" {
-			t.Fatalf("outcome %s (%s), audit %+v; want promoted after pause and resume", res.Outcome, res.Reason, res.Audit)
-		}
-		return workflows.DeployID(res.Service, res.Version)
-	},
-	"drill-recovered.json": func(t *testing.T, env *devenv.Env) string {
-		id, rec := recordDrill(t, env, harness.DrillSpec(t, env, "region-failover"), drills.ModeAutomated)
-		if rec.Outcome != ledger.OutcomeRecovered {
-			t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
-		}
-		return id
-	},
-	"drill-guardrail-abort.json": func(t *testing.T, env *devenv.Env) string {
-		spec := harness.DrillSpec(t, env, "region-failover")
-		spec.Guardrails.Checks[0].Max = harness.Ptr(0.2)
-		spec.Guardrails.Checks[0].For = time.Second
-		id, rec := recordDrill(t, env, spec, drills.ModeGameday)
-		if rec.Outcome != ledger.OutcomeAborted || !strings.Contains(rec.Reason, "guardrail") {
-			t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
-		}
-		return id
-	},
+	"deploy-promoted.json":       deployPromoted,
+	"deploy-rolled-back.json":    deployRolledBack,
+	"deploy-paused-resumed.json": deployPausedResumed,
+	"drill-recovered.json":       drillRecovered,
+	"drill-guardrail-abort.json": drillGuardrailAbort,
+	"failover.json":              failover,
 	// Recorded after "deploy-safety" and "drill-truth" (the new paths);
 	// the files above replay the frozen v0 code.
-	"deploy-safety-promoted.json": func(t *testing.T, env *devenv.Env) string {
-		res := recordDeploy(t, env, nil)
-		if res.Outcome != workflows.OutcomePromoted {
-			t.Fatalf("outcome %s: %s", res.Outcome, res.Reason)
+	"deploy-safety-promoted.json":         deployPromoted,
+	"deploy-safety-rolled-back.json":      deployRolledBack,
+	"deploy-safety-paused-cancelled.json": deployPausedCancelled,
+	"drill-truth-recovered.json":          drillRecovered,
+	"drill-truth-guardrail-abort.json":    drillGuardrailAbort,
+}
+
+func deployPromoted(t *testing.T, env *devenv.Env) string {
+	res := recordDeploy(t, env, nil)
+	if res.Outcome != workflows.OutcomePromoted {
+		t.Fatalf("outcome %s: %s", res.Outcome, res.Reason)
+	}
+	return workflows.DeployID(res.Service, res.Version)
+}
+
+func deployRolledBack(t *testing.T, env *devenv.Env) string {
+	harness.BadVersion(t, env, "v2", "0.1")
+	res := recordDeploy(t, env, nil)
+	if res.Outcome != workflows.OutcomeRolledBack {
+		t.Fatalf("outcome %s: %s", res.Outcome, res.Reason)
+	}
+	return workflows.DeployID(res.Service, res.Version)
+}
+
+func deployPausedResumed(t *testing.T, env *devenv.Env) string {
+	res := recordDeploy(t, env, func(id string) {
+		harness.WaitPhase(t, env.Client, id, "watching")
+		harness.Update(t, env.Client, id, workflows.UpdatePause, "replay-recording")
+		harness.WaitPhase(t, env.Client, id, "paused")
+		harness.Update(t, env.Client, id, workflows.UpdateResume, "replay-recording")
+	})
+	if res.Outcome != workflows.OutcomePromoted || len(res.Audit) != 2 || res.Audit[0].Action != "pause" || res.Audit[1].Action != "resume" {
+		t.Fatalf("outcome %s (%s), audit %+v; want promoted after pause and resume", res.Outcome, res.Reason, res.Audit)
+	}
+	return workflows.DeployID(res.Service, res.Version)
+}
+
+// deployPausedCancelled: paused (the held canary watched), then cancelled
+// through the Temporal API as the UI's Cancel does.
+func deployPausedCancelled(t *testing.T, env *devenv.Env) string {
+	res := recordDeploy(t, env, func(id string) {
+		harness.WaitPhase(t, env.Client, id, "watching")
+		harness.Update(t, env.Client, id, workflows.UpdatePause, "replay-recording")
+		harness.WaitPhase(t, env.Client, id, "paused")
+		time.Sleep(2 * time.Second)
+		if err := env.Client.CancelWorkflow(context.Background(), id, ""); err != nil {
+			t.Fatal(err)
 		}
-		return workflows.DeployID(res.Service, res.Version)
-	},
-	"deploy-safety-rolled-back.json": func(t *testing.T, env *devenv.Env) string {
-		harness.BadVersion(t, env, "v2", "0.1")
-		res := recordDeploy(t, env, nil)
-		if res.Outcome != workflows.OutcomeRolledBack {
-			t.Fatalf("outcome %s: %s", res.Outcome, res.Reason)
-		}
-		return workflows.DeployID(res.Service, res.Version)
-	},
-	"deploy-safety-paused-cancelled.json": func(t *testing.T, env *devenv.Env) string {
-		res := recordDeploy(t, env, func(id string) {
-			harness.WaitPhase(t, env.Client, id, "watching")
-			harness.Update(t, env.Client, id, workflows.UpdatePause, "replay-recording")
-			harness.WaitPhase(t, env.Client, id, "paused")
-			time.Sleep(2 * time.Second) // the held canary's watch samples
-			if err := env.Client.CancelWorkflow(context.Background(), id, ""); err != nil {
-				t.Fatal(err)
-			}
-		})
-		if res.Outcome != workflows.OutcomeAborted {
-			t.Fatalf("outcome %s (%s); want aborted by the cancellation", res.Outcome, res.Reason)
-		}
-		return workflows.DeployID(res.Service, res.Version)
-	},
-	"drill-truth-recovered.json": func(t *testing.T, env *devenv.Env) string {
-		id, rec := recordDrill(t, env, harness.DrillSpec(t, env, "region-failover"), drills.ModeAutomated)
-		if rec.Outcome != ledger.OutcomeRecovered {
-			t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
-		}
-		return id
-	},
-	"drill-truth-guardrail-abort.json": func(t *testing.T, env *devenv.Env) string {
-		spec := harness.DrillSpec(t, env, "region-failover")
-		spec.Guardrails.Checks[0].Max = harness.Ptr(0.2)
-		spec.Guardrails.Checks[0].For = time.Second
-		id, rec := recordDrill(t, env, spec, drills.ModeGameday)
-		if rec.Outcome != ledger.OutcomeAborted || !strings.Contains(rec.Reason, "guardrail") {
-			t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
-		}
-		return id
-	},
-	"failover.json": func(t *testing.T, env *devenv.Env) string {
-		id, rec := recordDrill(t, env, harness.DrillSpec(t, env, "region-failover"), drills.ModeAutomated)
-		if rec.Outcome != ledger.OutcomeRecovered {
-			t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
-		}
-		_, children, err := harness.TreeCompletions(context.Background(), env.Client, id)
-		if err != nil || len(children) == 0 {
-			t.Fatalf("the drill ran no Failover child (%v)", err)
-		}
-		return children[0] // the evacuation
-	},
+	})
+	if res.Outcome != workflows.OutcomeAborted {
+		t.Fatalf("outcome %s (%s); want aborted by the cancellation", res.Outcome, res.Reason)
+	}
+	return workflows.DeployID(res.Service, res.Version)
+}
+
+func drillRecovered(t *testing.T, env *devenv.Env) string {
+	id, rec := recordDrill(t, env, harness.DrillSpec(t, env, "region-failover"), drills.ModeAutomated)
+	if rec.Outcome != ledger.OutcomeRecovered {
+		t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
+	}
+	return id
+}
+
+func drillGuardrailAbort(t *testing.T, env *devenv.Env) string {
+	spec := harness.DrillSpec(t, env, "region-failover")
+	spec.Guardrails.Checks[0].Max = harness.Ptr(0.2)
+	spec.Guardrails.Checks[0].For = time.Second
+	id, rec := recordDrill(t, env, spec, drills.ModeGameday)
+	if rec.Outcome != ledger.OutcomeAborted || !strings.Contains(rec.Reason, "guardrail") {
+		t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
+	}
+	return id
+}
+
+func failover(t *testing.T, env *devenv.Env) string {
+	id, rec := recordDrill(t, env, harness.DrillSpec(t, env, "region-failover"), drills.ModeAutomated)
+	if rec.Outcome != ledger.OutcomeRecovered {
+		t.Fatalf("outcome %s: %s", rec.Outcome, rec.Reason)
+	}
+	_, children, err := harness.TreeCompletions(context.Background(), env.Client, id)
+	if err != nil || len(children) == 0 {
+		t.Fatalf("the drill ran no Failover child (%v)", err)
+	}
+	return children[0] // the evacuation
 }
 
 func recordDeploy(t *testing.T, env *devenv.Env, during func(id string)) workflows.DeployResult {
