@@ -100,6 +100,9 @@ func New() *Metrics {
 	// The SDK's metrics: its tally handler onto the same registry, with
 	// Prometheus naming and histograms rather than summaries, so that they
 	// aggregate across workers.
+	// A metric the SDK emits with another set of tag names than before
+	// cannot be registered again; the reporter's default is to panic,
+	// which would take the worker down for a metric: it is dropped.
 	reporter := tallyprom.NewReporter(tallyprom.Options{Registerer: reg, DefaultTimerType: tallyprom.HistogramTimerType,
 		OnRegisterError: func(error) {}})
 	scope, closer := tally.NewRootScope(tally.ScopeOptions{
