@@ -177,6 +177,10 @@ func (r *runner) fleetLevel(ctx context.Context, n int, timeout time.Duration) (
 			for i := range jobs {
 				spec := base
 				v := fmt.Sprintf("f%05d", i)
+				// Each deploy is its own release target (scope): an
+				// environment of its own gives it its own lease, since one
+				// deploy per service and environment runs at a time.
+				spec.Environment = "bench-" + v
 				cfg := map[string]any{"scope": v}
 				spec.Traffic = activities.Target{Provider: base.Traffic.Provider, Config: cfg}
 				spec.Release = activities.Target{Provider: base.Release.Provider, Config: cfg}
