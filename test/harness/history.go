@@ -70,6 +70,10 @@ func WaitCompletions(t testing.TB, ctx context.Context, c client.Client, id stri
 			return
 		}
 		if st, err := Status(ctx, c, id); err == nil && st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			// It may have completed more since the read above: read once more.
+			if comps, _, err = TreeCompletions(ctx, c, id); err == nil && len(comps) >= k {
+				return
+			}
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
