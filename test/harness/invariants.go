@@ -111,7 +111,7 @@ func (inv *Invariants) Stop() (violations []string, polls int) {
 func (inv *Invariants) Assert(t testing.TB) {
 	t.Helper()
 	v, polls := inv.Stop()
-	if polls < 5 {
+	if polls < 2 {
 		t.Errorf("the environment was read only %d times: the invariants were not watched", polls)
 	}
 	for _, s := range v {
