@@ -199,10 +199,17 @@ func unobserved(gaps []Gap) int64 {
 // (no heartbeat details, attempt 1).
 func resumedGap(ctx context.Context, lastAt int64, interval time.Duration) *Gap {
 	info := activity.GetInfo(ctx)
-	if info.Attempt <= 1 && !activity.HasHeartbeatDetails(ctx) {
-		return nil
-	}
 	now := nowMs()
+	if info.Attempt <= 1 && !activity.HasHeartbeatDetails(ctx) {
+		// A first attempt that waited for a worker longer than a hand-off
+		// takes (the worker that was to run it died, none was polling):
+		// nothing was checked while it waited.
+		scheduled := info.ScheduledTime.UnixMilli()
+		if info.ScheduledTime.IsZero() || now-scheduled <= interval.Milliseconds()+time.Second.Milliseconds() {
+			return nil
+		}
+		return &Gap{From: scheduled, To: now, Attempt: int(info.Attempt)}
+	}
 	from := lastAt + interval.Milliseconds()
 	if lastAt == 0 {
 		from = info.ScheduledTime.UnixMilli() - info.HeartbeatTimeout.Milliseconds()

@@ -736,9 +736,20 @@ func (d *deploy) acquire(ctx workflow.Context) *ending {
 	if len(in.Keys) == 0 {
 		return nil
 	}
+	// The acquire runs to its end even when the deploy is cancelled at that
+	// moment: a lease granted to a deploy that then stops is given back by
+	// finish rather than left to the lock's liveness check.
+	actx, _ := workflow.NewDisconnectedContext(ctx)
 	var r lease.AcquireResult
-	if err := d.call(ctx, callRead, "Take the lease of "+d.spec.Service, d.ls.AcquireLease, in, &r); err != nil {
+	err := d.call(actx, callRead, "Take the lease of "+d.spec.Service, d.ls.AcquireLease, in, &r)
+	if err == nil && r.Granted {
+		d.leased = in.Keys
+	}
+	if err != nil {
 		return ptr(d.refuse(ctx, "could not take the lease of "+d.spec.Service+": "+brief(err)))
+	}
+	if ctx.Err() != nil {
+		return ptr(d.refuse(ctx, ""))
 	}
 	if !r.Granted {
 		what := r.HeldBy
@@ -747,7 +758,6 @@ func (d *deploy) acquire(ctx workflow.Context) *ending {
 		}
 		return ptr(d.refuse(ctx, fmt.Sprintf("%s is held by %s; one deploy or drill at a time", r.Key, what)))
 	}
-	d.leased = in.Keys
 	return nil
 }
 
