@@ -1046,7 +1046,14 @@ func (d *drill) releaseLease(ctx workflow.Context) {
 	if !d.leaseTried {
 		return
 	}
-	if err := d.execAct(ctx, "Lease: release", d.lact.ReleaseLease, lease.ReleaseInput{Keys: d.leaseKeys, Holder: d.rec.ID}, nil); err != nil {
+	// Retried for up to two minutes: a lock busy with another holder's
+	// update or a loaded server is no reason to leave the lease to the
+	// lock's liveness check.
+	ro := opts("Lease: release", 0)
+	ro.StartToCloseTimeout, ro.ScheduleToCloseTimeout = 30*time.Second, 2*time.Minute
+	ro.RetryPolicy.MaximumInterval = 5 * time.Second
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, ro), d.lact.ReleaseLease,
+		lease.ReleaseInput{Keys: d.leaseKeys, Holder: d.rec.ID}).Get(ctx, nil); err != nil {
 		d.event(workflow.Now(ctx).UnixMilli(), "lease", "release failed (the lock frees itself when the drill is closed): "+brief(err))
 	}
 }
