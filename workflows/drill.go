@@ -194,10 +194,14 @@ func (d *drill) register(ctx workflow.Context) error {
 		apply    func(workflow.Context, Command)
 	}
 	hs := []handler{
-		{UpdateAck, running, func(ctx workflow.Context, c Command) {
-			if d.acked == nil {
-				d.acked, d.ackAt = &c, workflow.Now(ctx).UnixMilli()
+		{UpdateAck, func(c Command) error {
+			if d.acked != nil {
+				return fmt.Errorf("already acknowledged by %s at %s; the engagement mark stays, nothing changed",
+					whoOf(*d.acked), time.UnixMilli(d.ackAt).UTC().Format(time.TimeOnly))
 			}
+			return running(c)
+		}, func(ctx workflow.Context, c Command) {
+			d.acked, d.ackAt = &c, workflow.Now(ctx).UnixMilli()
 			d.audit(ctx, "ack", c)
 		}},
 		{UpdateDiagnose, func(c Command) error {

@@ -365,6 +365,8 @@ func TestDrillGamedayDrivenBySignals(t *testing.T) {
 		}
 		update(env, UpdateAck, Command{Who: "oncall-ann"}, &errAck)
 	}, 3*time.Minute)
+	var errAgain error
+	env.RegisterDelayedCallback(func() { update(env, UpdateAck, Command{Who: "oncall-bob"}, &errAgain) }, 3*time.Minute+30*time.Second)
 	env.RegisterDelayedCallback(func() { update(env, UpdateDiagnose, Command{Who: "oncall-ann"}, &errNoNote) }, 4*time.Minute)
 	env.RegisterDelayedCallback(func() {
 		update(env, UpdateDiagnose, Command{Who: "oncall-ann", Reason: "east LB health checks failing"}, &errDiag)
@@ -377,6 +379,9 @@ func TestDrillGamedayDrivenBySignals(t *testing.T) {
 	}
 	if errNoNote == nil {
 		t.Fatal("diagnose without a note must be refused")
+	}
+	if errAgain == nil || !strings.Contains(errAgain.Error(), "already acknowledged by oncall-ann") || !strings.Contains(errAgain.Error(), "nothing changed") {
+		t.Fatalf("a second ack: %v, want refused saying nothing changed", errAgain)
 	}
 	if rec.Outcome != ledger.OutcomeRecovered || rec.Mode != drills.ModeGameday {
 		t.Fatalf("outcome %s mode %s", rec.Outcome, rec.Mode)
