@@ -173,6 +173,7 @@ func (e *Env) controlHandler() http.Handler {
 		e.SetLoad(*body.Multiplier)
 		writeJSON(w, http.StatusOK, e.state().Load)
 	})
+	e.incidentRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, notFound("%s %s: no such endpoint (see package localenv's doc)", r.Method, r.URL.Path))
 	})

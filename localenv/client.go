@@ -147,3 +147,34 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	return nil
 }
+
+// Incidents is GET /api/incidents.
+func (c *Client) Incidents(ctx context.Context) ([]Incident, error) {
+	var is []Incident
+	err := c.do(ctx, http.MethodGet, "/api/incidents", nil, &is)
+	return is, err
+}
+
+// Incident is GET /api/incidents/{id}.
+func (c *Client) Incident(ctx context.Context, id string) (Incident, error) {
+	var in Incident
+	err := c.do(ctx, http.MethodGet, "/api/incidents/"+url.PathEscape(id), nil, &in)
+	return in, err
+}
+
+// OpenIncident is PUT /api/incidents/{id} with status open; an empty title
+// keeps the one it has.
+func (c *Client) OpenIncident(ctx context.Context, id, title string) (Incident, error) {
+	return c.putIncident(ctx, id, IncidentRequest{Status: IncidentOpen, Title: title})
+}
+
+// ResolveIncident is PUT /api/incidents/{id} with status resolved.
+func (c *Client) ResolveIncident(ctx context.Context, id string) (Incident, error) {
+	return c.putIncident(ctx, id, IncidentRequest{Status: IncidentResolved})
+}
+
+func (c *Client) putIncident(ctx context.Context, id string, r IncidentRequest) (Incident, error) {
+	var in Incident
+	err := c.do(ctx, http.MethodPut, "/api/incidents/"+url.PathEscape(id), r, &in)
+	return in, err
+}

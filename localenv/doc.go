@@ -60,6 +60,10 @@
 //	GET    /api/faults                    every fault ever injected with startedAt/endedAt in Unix ms: the ground truth
 //	POST   /api/actions                   body {name, params} -> {"detail": "..."}
 //	PUT    /api/load                      body {"multiplier": 2} (0..100) -> {"rps":50,"multiplier":2}
+//	GET    /api/incidents                 every incident: [{id, title, status (open|resolved), openedAt, resolvedAt}]
+//	GET    /api/incidents/{id}            one incident (404 when unknown): what the policy's `local` incident provider reads
+//	PUT    /api/incidents/{id}            body {status: open|resolved, title?}: opens (or reopens) or resolves it; idempotent;
+//	                                      resolving an unknown incident is 404
 //
 // Fault kinds and their params (numbers as strings):
 //

@@ -63,6 +63,7 @@ type Env struct {
 	faults    []*fault                          // every fault ever injected, in order
 	shed      map[string]bool
 	loadMult  float64
+	incidents incidentBook // the `local` incident provider's records
 
 	front, control       *http.Server
 	frontURL, controlURL string
