@@ -21,6 +21,9 @@ type Activities struct {
 	// Observe, when set, is told of every state-changing provider call (the
 	// crash matrix counts them to find duplicated side effects).
 	Observe func(call string)
+	// LocalEnvURL is the local environment's control URL (the worker's
+	// --local-env), where the `local` incident provider asks.
+	LocalEnvURL string
 }
 
 // New returns the activities over reg.

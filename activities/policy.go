@@ -99,12 +99,16 @@ func ReadErrorRatios(ctx context.Context, reg *Registry, in RatiosInput) ([]Rati
 // replaced), open when 2xx and the JSON field at Field (a dotted path) is
 // one of Open.
 type IncidentInput struct {
-	ID      string            `json:"id"`
-	URL     string            `json:"url"`
-	Field   string            `json:"field"`
-	Open    []string          `json:"open"`
-	Headers map[string]string `json:"headers,omitempty"`
-	Timeout time.Duration     `json:"timeout,omitempty"`
+	// Provider is http (URL as given) or local: URL empty, filled where
+	// the local environment's control URL is known (the worker's
+	// --local-env; the CLI's), so the policy names no port.
+	Provider string            `json:"provider,omitempty"`
+	ID       string            `json:"id"`
+	URL      string            `json:"url"`
+	Field    string            `json:"field"`
+	Open     []string          `json:"open"`
+	Headers  map[string]string `json:"headers,omitempty"`
+	Timeout  time.Duration     `json:"timeout,omitempty"`
 }
 
 // IncidentStatus is what the incident provider answered.
@@ -116,8 +120,29 @@ type IncidentStatus struct {
 
 // VerifyIncident asks the incident provider about in.ID.
 func (a *Activities) VerifyIncident(ctx context.Context, in IncidentInput) (IncidentStatus, error) {
+	in, err := in.AtLocal(a.LocalEnvURL)
+	if err != nil {
+		return IncidentStatus{}, wrap("verify incident", Permanent(err))
+	}
 	st, err := CheckIncident(ctx, in)
 	return st, wrap("verify incident", err)
+}
+
+// AtLocal fills the URL of a local provider's input from the local
+// environment's control URL base; other inputs are returned as they are.
+func (in IncidentInput) AtLocal(base string) (IncidentInput, error) {
+	if in.Provider != "local" || in.URL != "" {
+		return in, nil
+	}
+	base = strings.TrimRight(strings.TrimSpace(base), "/")
+	if base == "" {
+		return in, fmt.Errorf("incident provider local: no local environment is known here (give --local-env URL or DRILLSHIP_LOCAL_ENV, as `drillship dev` prints it)")
+	}
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	in.URL = base + "/api/incidents/{{id}}"
+	return in, nil
 }
 
 // CheckIncident is VerifyIncident outside a worker. An incident that is not

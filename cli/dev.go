@@ -108,7 +108,7 @@ func workerCommand() *ucli.Command {
 				return err
 			}
 			defer stopMetrics()
-			opts := worker.Options{MaxActivities: c.Int("max-activities")}
+			opts := worker.Options{MaxActivities: c.Int("max-activities"), LocalEnvURL: c.String("local-env")}
 			var mh client.MetricsHandler
 			if m != nil {
 				mh = m.SDKHandler()

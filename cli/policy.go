@@ -189,7 +189,11 @@ func policyGate(c *ucli.Context, p *policy.Policy, spec *deploys.Spec, hotfix bo
 		return usageErr("policy %s: %s; break-glass refused: %v", p.File, d, err)
 	}
 	if in := p.Incident(incident); in != nil {
-		st, err := activities.CheckIncident(c.Context, *in)
+		at, err := in.AtLocal(c.String("local-env"))
+		if err != nil {
+			return usageErr("policy %s: %v", p.File, err)
+		}
+		st, err := activities.CheckIncident(c.Context, at)
 		if err != nil {
 			return fmt.Errorf("policy: incident %s could not be verified: %w", incident, err)
 		}

@@ -91,7 +91,11 @@ func Start(ctx context.Context, o Options) (e *Env, err error) {
 	e.closers = append(e.closers, func() error { e.Client.Close(); return nil })
 	e.Registry = worker.Providers(worker.ProviderOptions{LocalEnvURL: e.LocalURL()})
 	if !o.NoWorker {
-		e.Worker, e.Acts = worker.New(e.Client, e.Registry, logger, o.Worker)
+		wo := o.Worker
+		if wo.LocalEnvURL == "" {
+			wo.LocalEnvURL = e.LocalURL()
+		}
+		e.Worker, e.Acts = worker.New(e.Client, e.Registry, logger, wo)
 		if err := e.Worker.Start(); err != nil {
 			return e, fmt.Errorf("start worker: %w", err)
 		}

@@ -42,7 +42,7 @@ func (p *Policy) Incident(id string) *activities.IncidentInput {
 		return nil
 	}
 	ip := p.BreakGlass.Incidents
-	return &activities.IncidentInput{ID: id, URL: ip.URL, Field: ip.Field, Open: ip.Open, Headers: ip.Headers, Timeout: ip.Timeout.D()}
+	return &activities.IncidentInput{Provider: ip.Provider, ID: id, URL: ip.URL, Field: ip.Field, Open: ip.Open, Headers: ip.Headers, Timeout: ip.Timeout.D()}
 }
 
 // BurnDecision turns a tripped burn-rate gate into a refusal.

@@ -155,9 +155,10 @@ type BreakGlass struct {
 
 // IncidentProvider checks that an incident is open: GET URL (with {{id}}
 // replaced), open when the answer is 2xx and the JSON Field (dotted path)
-// is one of Open.
+// is one of Open. Provider local asks the local environment (`drillship
+// env incident`): its URL is the control URL where the check runs.
 type IncidentProvider struct {
-	Provider string            `yaml:"provider" json:"provider"` // http
+	Provider string            `yaml:"provider" json:"provider"` // http | local
 	URL      string            `yaml:"url" json:"url"`
 	Field    string            `yaml:"field,omitempty" json:"field,omitempty"` // default status
 	Open     []string          `yaml:"open,omitempty" json:"open,omitempty"`   // default [open]
@@ -310,11 +311,19 @@ func (p *Policy) check(c *specfile.Checker) {
 		p.Notifications.Check(c, "notifications")
 	}
 	if ip := p.BreakGlass.Incidents; ip != nil {
-		if ip.Provider != "http" {
-			c.Fail("breakGlass.incidents.provider", "%q is not allowed (allowed: http)", ip.Provider)
-		}
-		if !strings.HasPrefix(ip.URL, "http://") && !strings.HasPrefix(ip.URL, "https://") || !strings.Contains(ip.URL, "{{id}}") {
-			c.Fail("breakGlass.incidents.url", "%q: give an http(s) URL with {{id}} where the incident id goes", ip.URL)
+		switch ip.Provider {
+		case "http":
+			if !strings.HasPrefix(ip.URL, "http://") && !strings.HasPrefix(ip.URL, "https://") || !strings.Contains(ip.URL, "{{id}}") {
+				c.Fail("breakGlass.incidents.url", "%q: give an http(s) URL with {{id}} where the incident id goes", ip.URL)
+			}
+		case "local":
+			// The local environment's port changes with each `drillship
+			// dev`: the URL comes from --local-env where the check runs.
+			if ip.URL != "" {
+				c.Fail("breakGlass.incidents.url", "%q: provider local takes no url (it asks the local environment that --local-env names)", ip.URL)
+			}
+		default:
+			c.Fail("breakGlass.incidents.provider", "%q is not allowed (allowed: http, local)", ip.Provider)
 		}
 		c.Range("breakGlass.incidents.timeout", ip.Timeout.D(), 100*time.Millisecond, time.Minute, true)
 		for k, v := range ip.Headers {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -264,8 +265,7 @@ breakGlass:
 		`errorBudget.thresholds[0].allow: "maybe" is not allowed (allowed: hotfix, none)`,
 		`errorBudget.burnRate[0].short: 1h0m0s is not shorter than long 5m0s`,
 		`errorBudget.noData: "shrug"`,
-		`breakGlass.incidents.provider: "pagerduty" is not allowed (allowed: http)`,
-		`breakGlass.incidents.url`,
+		`breakGlass.incidents.provider: "pagerduty" is not allowed (allowed: http, local)`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("errors do not say %q:\n%s", want, err)
@@ -288,6 +288,38 @@ func TestBreakGlassRules(t *testing.T) {
 		err := p.MayBreakGlass(c.who, c.reason, c.incident)
 		if (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
 			t.Errorf("%+v: %v", c, err)
+		}
+	}
+}
+
+// TestIncidentProviders: provider local needs no url (the check fills the
+// local environment's) and gets the local environment's field and open
+// status; http needs a URL with {{id}}; a url given to local is refused.
+func TestIncidentProviders(t *testing.T) {
+	p := mustParse(t, sample+"  incidents: {provider: local}\n")
+	in := p.Incident("INC-7")
+	if in == nil || in.Provider != "local" || in.URL != "" || in.ID != "INC-7" || in.Field != "status" || !slices.Equal(in.Open, []string{"open"}) {
+		t.Fatalf("Incident = %+v", in)
+	}
+	at, err := in.AtLocal("http://127.0.0.1:8234/")
+	if err != nil || at.URL != "http://127.0.0.1:8234/api/incidents/{{id}}" {
+		t.Errorf("AtLocal = %+v, %v", at, err)
+	}
+	if _, err := in.AtLocal(""); err == nil || !strings.Contains(err.Error(), "--local-env") {
+		t.Errorf("AtLocal without a local environment: %v", err)
+	}
+	h := mustParse(t, sample+"  incidents: {provider: http, url: \"https://inc.example/{{id}}\"}\n").Incident("INC-7")
+	if at, err := h.AtLocal("http://127.0.0.1:1"); err != nil || at.URL != "https://inc.example/{{id}}" {
+		t.Errorf("an http provider's URL changed: %+v, %v", at, err)
+	}
+	for _, c := range []struct{ yaml, want string }{
+		{"{provider: local, url: \"http://x/{{id}}\"}", "breakGlass.incidents.url: \"http://x/{{id}}\": provider local takes no url"},
+		{"{provider: http}", "breakGlass.incidents.url: \"\": give an http(s) URL"},
+		{"{provider: pagerduty}", "(allowed: http, local)"},
+	} {
+		_, err := Parse("p.yaml", []byte(sample+"  incidents: "+c.yaml+"\n"))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.yaml, err, c.want)
 		}
 	}
 }

@@ -27,6 +27,9 @@ type Options struct {
 	MaxWorkflows  int
 	// Interceptors are added after drillship's own (pipeline metrics).
 	Interceptors []interceptor.WorkerInterceptor
+	// LocalEnvURL is the local environment's control URL, where the
+	// policy's `local` incident provider asks.
+	LocalEnvURL string
 }
 
 // Register adds every workflow and the activities over reg to w.
@@ -59,6 +62,7 @@ func New(c client.Client, reg *activities.Registry, logger *slog.Logger, o Optio
 	}
 	w := sdkworker.New(c, o.TaskQueue, wo)
 	acts := activities.New(reg, logger)
+	acts.LocalEnvURL = o.LocalEnvURL
 	Register(w, acts)
 	// The lock workflows behind "one deploy per target" and the activities
 	// the deploy and drill workflows take their leases with.
