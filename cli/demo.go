@@ -143,7 +143,7 @@ func RunDemo(ctx context.Context, env *devenv.Env, progress io.Writer) (DemoSumm
 	// The bad canary's errors are still inside the drill's steady-state
 	// window right after its rollback; the drill would rightly refuse to
 	// inject. Wait until the steady state holds, as a person would.
-	if err := settle(ctx, env, dspec.SteadyState, progress); err != nil {
+	if err := Settle(ctx, env, dspec.SteadyState, progress); err != nil {
 		return sum, err
 	}
 	fmt.Fprintf(progress, "\n== drill %s (automated)\n", dspec.Name)
@@ -161,8 +161,11 @@ func RunDemo(ctx context.Context, env *devenv.Env, progress io.Writer) (DemoSumm
 	return sum, nil
 }
 
-// settle waits (up to a minute) until every check holds.
-func settle(ctx context.Context, env *devenv.Env, checks []activities.Check, progress io.Writer) error {
+// Settle waits (up to a minute) until every check holds on the local
+// environment: after a bad canary's rollback its errors stay inside a
+// drill's steady-state window for a while, and the drill would rightly
+// refuse to inject.
+func Settle(ctx context.Context, env *devenv.Env, checks []activities.Check, progress io.Writer) error {
 	sig, err := env.Registry.Signals(activities.Target{Provider: "local"})
 	if err != nil {
 		return err

@@ -763,7 +763,22 @@ func (d *drill) startGuardrails(dctx workflow.Context) {
 		switch {
 		case err == nil:
 		case errors.As(err, &ce) && ce.HasDetails():
-			_ = ce.Details(&r) // a cancelled guard reports what it saw
+			// A running guard acknowledges the cancellation with its result.
+			// When its worker was gone, the server ends the attempt at the
+			// heartbeat timeout instead, with the last heartbeat as the
+			// details: nothing ran from that heartbeat to the stop.
+			var got struct {
+				activities.GuardResult
+				LastAt int64 `json:"lastAt"`
+			}
+			_ = ce.Details(&got)
+			r = got.GuardResult
+			if r.Attempts == 0 && d.guardStopAt != 0 {
+				from := max(startedAt, got.LastAt)
+				if d.guardStopAt-from > (g.Interval.D() + time.Second).Milliseconds() {
+					r.Gaps = append(r.Gaps, activities.Gap{From: from, To: d.guardStopAt})
+				}
+			}
 		case temporal.IsCanceledError(err) && d.guardStopAt != 0:
 			// No attempt acknowledged the cancellation (a running Guard
 			// answers with its result): none was running. Either the first

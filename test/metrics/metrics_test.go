@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"go.temporal.io/sdk/interceptor"
 
+	"github.com/drillship/drillship/cli"
 	"github.com/drillship/drillship/devenv"
 	"github.com/drillship/drillship/dora"
 	"github.com/drillship/drillship/lab"
@@ -238,7 +239,11 @@ func TestWorkerMetricsScrapedByLabPrometheus(t *testing.T) {
 	}
 
 	// A drill: its phases, from the injection, as histograms.
-	drill := harness.RunDrill(t, env, harness.DrillSpec(t, env, "region-failover"), "automated")
+	dspec := harness.DrillSpec(t, env, "region-failover")
+	if err := cli.Settle(context.Background(), env, dspec.SteadyState, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	drill := harness.RunDrill(t, env, dspec, "automated")
 	injected, ok := drill.MarkAt(ledger.Injected)
 	if !ok {
 		t.Fatalf("drill %s (%s): no injection", drill.Outcome, drill.Reason)
