@@ -24,7 +24,7 @@ import (
 func envCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "env",
-		Usage: "look at and act on the local environment (weights, versions, faults, load)",
+		Usage: "look at and act on the local environment (weights, versions, faults, load, incidents)",
 		Description: "The local environment is the one `drillship dev` starts; name its control URL with\n" +
 			"--local-env or DRILLSHIP_LOCAL_ENV (dev prints it). Bad input exits 2 and changes nothing.",
 		Subcommands: []*ucli.Command{
@@ -38,6 +38,7 @@ func envCommand() *ucli.Command {
 			},
 			envLoad(),
 			envWeights(),
+			envIncident(),
 		},
 	}
 }
