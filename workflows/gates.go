@@ -66,6 +66,9 @@ func (d *deploy) gateStart(ctx workflow.Context) *ending {
 			return ptr(d.refuse(ctx, "policy: "+dec.String()+"; break-glass refused: "+err.Error()))
 		}
 		d.recordRule(ctx, "break-glass-start", who, dec.Rule)
+		// Breaking glass overrides the freezes for this deploy, not only its
+		// start; the burn-rate gates still watch the canary.
+		d.thawed = true
 		return nil
 	}
 	if d.in.Hotfix {

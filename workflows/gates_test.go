@@ -449,6 +449,11 @@ breakGlass:
 				if acts := auditActions(t, p); !hasAction(acts, "break-glass-start:freeze peak") {
 					t.Fatalf("audit log %v", acts)
 				}
+				// Breaking glass overrides the freeze for the whole deploy:
+				// its shifts are not held until the freeze ends.
+				if res.DurationMs > time.Hour.Milliseconds() {
+					t.Fatalf("the deploy took %s of workflow time: its shifts were held by the freeze it broke glass past", time.Duration(res.DurationMs)*time.Millisecond)
+				}
 			}
 		})
 	}
