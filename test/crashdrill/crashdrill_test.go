@@ -5,6 +5,7 @@
 package crashdrill
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"strings"
@@ -96,7 +97,11 @@ var drillCrash = harness.CrashScenario{
 		if calls != 2 || changed > 2 || changed < 1 {
 			t.Errorf("SetWeights in history: %d completed, %d changed; want 2 and 2 (1 when a kill hit one after its change)", calls, changed)
 		}
-		if kill != nil && kill.Hit(checks...) {
+		interrupted, err := harness.Interrupted(context.Background(), env.Client, run.GetID(), checks...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kill != nil && kill.Hit(checks...) && interrupted {
 			n, ms := blindSpots(t, r)
 			if n == 0 || ms <= 0 {
 				t.Errorf("the kill hit %v, yet the ledger records no blind time (blind spots %d, %dms)", kill.Running, n, ms)

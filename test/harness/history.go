@@ -187,3 +187,45 @@ func Status(ctx context.Context, c client.Client, id string) (enumspb.WorkflowEx
 	}
 	return d.GetWorkflowExecutionInfo().GetStatus(), nil
 }
+
+// Interrupted reports whether an activity named in names, anywhere in the
+// workflow tree, may have lost a worker while it ran: its last attempt was a
+// retry, it ended on a timeout, or it was cancelled (a guard stopped while
+// its worker was gone ends so, as does every guard). A check that found its
+// answer and completed on its first attempt interrupted nothing, even when
+// the describe just before the SIGKILL saw it running.
+func Interrupted(ctx context.Context, c client.Client, id string, names ...string) (bool, error) {
+	queue := []string{id}
+	for len(queue) > 0 {
+		wf := queue[0]
+		queue = queue[1:]
+		scheduled := map[int64]string{}
+		it := c.GetWorkflowHistory(ctx, wf, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				return false, err
+			}
+			switch ev.GetEventType() {
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+				scheduled[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+				a := ev.GetActivityTaskStartedEventAttributes()
+				if a.GetAttempt() > 1 && slices.Contains(names, scheduled[a.GetScheduledEventId()]) {
+					return true, nil
+				}
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+				if slices.Contains(names, scheduled[ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId()]) {
+					return true, nil
+				}
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+				if slices.Contains(names, scheduled[ev.GetActivityTaskCanceledEventAttributes().GetScheduledEventId()]) {
+					return true, nil
+				}
+			case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+				queue = append(queue, ev.GetChildWorkflowExecutionStartedEventAttributes().GetWorkflowExecution().GetWorkflowId())
+			}
+		}
+	}
+	return false, nil
+}
