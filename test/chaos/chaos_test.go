@@ -266,4 +266,8 @@ func TestBlindAnalysisDoesNotPromote(t *testing.T) {
 		t.Fatalf("a version nobody could observe (30%% errors) was promoted: outcome %s, weights %v, stable %s",
 			res.Outcome, st.VersionWeights, st.Stable)
 	}
+	// Rolled back because nothing could be read, not for another reason.
+	if !strings.Contains(res.Reason, "signals provider failed") && !strings.Contains(res.Reason, "insufficient evidence") {
+		t.Fatalf("reason %q: want the signals named as unreadable (errors in a row, or insufficient evidence)", res.Reason)
+	}
 }
