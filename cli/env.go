@@ -64,6 +64,20 @@ func envClient(c *ucli.Context) (*localenv.Client, error) {
 	return cl, nil
 }
 
+// envListing is the start of a command that reads and prints: the output
+// format, no arguments, and the environment's client.
+func envListing(c *ucli.Context, name string) (*localenv.Client, bool, error) {
+	asJSON, err := jsonOut(c)
+	if err != nil {
+		return nil, false, err
+	}
+	if c.NArg() > 0 {
+		return nil, false, usageErr("%s: takes no arguments; got %q", name, c.Args().Slice())
+	}
+	cl, err := envClient(c)
+	return cl, asJSON, err
+}
+
 // envErr says a refusal by the environment (bad input: nothing changed) with
 // exit 2; anything else (unreachable, a 5xx) is exit 1.
 func envErr(err error) error {
@@ -78,14 +92,7 @@ func envStatus() *ucli.Command {
 		Name: "status", Usage: "weights, versions (stable, running), faults in effect, load",
 		Flags: []ucli.Flag{envLocalFlag(), outputFlag},
 		Action: func(c *ucli.Context) error {
-			asJSON, err := jsonOut(c)
-			if err != nil {
-				return err
-			}
-			if c.NArg() > 0 {
-				return usageErr("env status: takes no arguments; got %q", c.Args().Slice())
-			}
-			cl, err := envClient(c)
+			cl, asJSON, err := envListing(c, "env status")
 			if err != nil {
 				return err
 			}
@@ -370,14 +377,7 @@ func envFaultList() *ucli.Command {
 			&ucli.BoolFlag{Name: "all", Usage: "every fault ever put in, with when it ended"},
 		},
 		Action: func(c *ucli.Context) error {
-			asJSON, err := jsonOut(c)
-			if err != nil {
-				return err
-			}
-			if c.NArg() > 0 {
-				return usageErr("env fault list: takes no arguments; got %q", c.Args().Slice())
-			}
-			cl, err := envClient(c)
+			cl, asJSON, err := envListing(c, "env fault list")
 			if err != nil {
 				return err
 			}

@@ -72,14 +72,7 @@ func envIncidentList() *ucli.Command {
 		Name: "list", Usage: "every incident, open and resolved",
 		Flags: []ucli.Flag{envLocalFlag(), outputFlag},
 		Action: func(c *ucli.Context) error {
-			asJSON, err := jsonOut(c)
-			if err != nil {
-				return err
-			}
-			if c.NArg() > 0 {
-				return usageErr("env incident list: takes no arguments; got %q", c.Args().Slice())
-			}
-			cl, err := envClient(c)
+			cl, asJSON, err := envListing(c, "env incident list")
 			if err != nil {
 				return err
 			}
