@@ -700,7 +700,6 @@ func (d *deploy) end(ctx workflow.Context) (DeployResult, error) {
 		lt := d.res.EndedAt - d.res.CommitTime
 		d.res.LeadTimeMs = &lt
 	}
-	d.res.Audit = d.audit()
 	d.res.FinalWeights = d.st.Weights
 	d.st.Outcome, d.st.Reason = d.res.Outcome, d.res.Reason
 	d.setPhase(ctx, "done")
@@ -926,8 +925,6 @@ func (d *deploy) record(ctx workflow.Context, action string, c Command) {
 	workflow.GetLogger(ctx).Warn("audit", "action", action, "who", r.Who, "reason", c.Reason, "step", d.st.Step)
 }
 
-func (d *deploy) audit() []AuditRecord { return d.res.Audit }
-
 func (d *deploy) finding(f string) { d.res.Findings = append(d.res.Findings, f) }
 
 func (d *deploy) interruptWith(ctx workflow.Context, what string, c Command) {
@@ -1039,9 +1036,15 @@ func (d *deploy) shiftSummary(canary int) string {
 // changed before the call: a call that failed may still have taken effect.
 func (d *deploy) shift(ctx workflow.Context, canary int) error {
 	d.shifted = true
+	return d.setWeights(ctx, d.shiftSummary(canary), canary)
+}
+
+// setWeights gives the canary its share; the activity reads the weights
+// back, so on success they are in effect.
+func (d *deploy) setWeights(ctx workflow.Context, summary string, canary int) error {
 	in := activities.WeightsInput{Target: d.spec.Traffic, Weights: d.weights(canary)}
 	var r activities.WeightsResult
-	if err := d.call(ctx, callTraffic, d.shiftSummary(canary), d.act.SetWeights, in, &r); err != nil {
+	if err := d.call(ctx, callTraffic, summary, d.act.SetWeights, in, &r); err != nil {
 		return err
 	}
 	d.st.Weights = in.Weights
@@ -1067,13 +1070,7 @@ func (d *deploy) shiftBack(ctx workflow.Context) (int64, error) {
 // shiftRole, after a role-keyed promotion, sends all traffic to the stable
 // backend (which now runs the new version).
 func (d *deploy) shiftRole(ctx workflow.Context) error {
-	in := activities.WeightsInput{Target: d.spec.Traffic, Weights: d.weights(0)}
-	var r activities.WeightsResult
-	if err := d.call(ctx, callTraffic, "Stable backend (now "+d.in.Version+") takes all traffic", d.act.SetWeights, in, &r); err != nil {
-		return err
-	}
-	d.st.Weights = in.Weights
-	return nil
+	return d.setWeights(ctx, "Stable backend (now "+d.in.Version+") takes all traffic", 0)
 }
 
 func (d *deploy) versionIn(v string) activities.VersionInput {
