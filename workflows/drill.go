@@ -775,9 +775,7 @@ func (d *drill) startGuardrails(dctx workflow.Context) {
 			r = got.GuardResult
 			if r.Attempts == 0 && d.guardStopAt != 0 {
 				from := max(startedAt, got.LastAt)
-				if d.guardStopAt-from > (g.Interval.D() + time.Second).Milliseconds() {
-					r.Gaps = append(r.Gaps, activities.Gap{From: from, To: d.guardStopAt})
-				}
+				r.Gaps = blindUntil(r.Gaps, from, d.guardStopAt, g.Interval.D()+time.Second)
 			}
 		case temporal.IsCanceledError(err) && d.guardStopAt != 0:
 			// No attempt acknowledged the cancellation (a running Guard
@@ -787,9 +785,7 @@ func (d *drill) startGuardrails(dctx workflow.Context) {
 			// nothing ran for at least that timeout. Blind from then (a
 			// lower bound) to the stop.
 			from := max(startedAt, d.guardStopAt-ao.HeartbeatTimeout.Milliseconds())
-			if d.guardStopAt-from > (g.Interval.D() + time.Second).Milliseconds() {
-				r.Gaps = append(r.Gaps, activities.Gap{From: from, To: d.guardStopAt})
-			}
+			r.Gaps = blindUntil(r.Gaps, from, d.guardStopAt, g.Interval.D()+time.Second)
 		case temporal.IsCanceledError(err):
 		case d.guardStopAt != 0 && errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_HEARTBEAT:
 			// Cancelled while its worker was gone: Temporal does not retry an
@@ -797,9 +793,7 @@ func (d *drill) startGuardrails(dctx workflow.Context) {
 			// timeout ends it. Its last heartbeat was one timeout ago;
 			// nothing watched the guardrails from then until they were stopped.
 			from := workflow.Now(c).UnixMilli() - ao.HeartbeatTimeout.Milliseconds()
-			if from < d.guardStopAt {
-				r.Gaps = append(r.Gaps, activities.Gap{From: from, To: d.guardStopAt})
-			}
+			r.Gaps = blindUntil(r.Gaps, from, d.guardStopAt, 0)
 			d.event(workflow.Now(c).UnixMilli(), "guardrail", "the guard's worker was gone when the drill stopped it ("+brief(err)+")")
 		case d.guardStopAt != 0:
 			d.event(workflow.Now(c).UnixMilli(), "guardrail", "the guard ended with an error after it was stopped: "+brief(err))
@@ -816,6 +810,15 @@ func (d *drill) startGuardrails(dctx workflow.Context) {
 			d.abort(c, "guardrail "+r.Name+" tripped: "+r.Detail)
 		}
 	})
+}
+
+// blindUntil adds the gap from..to (Unix ms) when it is longer than
+// longerThan: the guard ran nowhere in between.
+func blindUntil(gaps []activities.Gap, from, to int64, longerThan time.Duration) []activities.Gap {
+	if to-from > longerThan.Milliseconds() {
+		gaps = append(gaps, activities.Gap{From: from, To: to})
+	}
+	return gaps
 }
 
 // stopGuardrails cancels the guardrails and waits until the guard activity
