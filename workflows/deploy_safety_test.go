@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"go.temporal.io/sdk/client"
 	"strings"
 	"testing"
 	"time"
@@ -223,5 +224,22 @@ func TestDeployRefusesAnotherService(t *testing.T) {
 	}
 	if w.called("deploy") != 0 || w.called("weights") != 0 {
 		t.Fatal("a refused deploy changed something")
+	}
+}
+
+// TestDeployAbortsBeforeItsTimeout: a deploy started with an execution
+// timeout, held for an approval that never comes, aborts itself before the
+// server would end it, and its rollback runs: traffic on stable.
+func TestDeployAbortsBeforeItsTimeout(t *testing.T) {
+	env, w := newEnv(t), newWorld()
+	w.mockDeploy(env)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{WorkflowExecutionTimeout: 10 * time.Minute})
+	res := runDeploy(t, env, safetySpec("rollback"))
+	if res.Outcome != OutcomeAborted || !strings.Contains(res.Reason, "timeout") {
+		t.Fatalf("outcome %s (%s), want aborted before the timeout", res.Outcome, res.Reason)
+	}
+	wantWeights(t, w, 100, 0)
+	if w.called("stop:v2") != 1 || w.stoppedServing != 0 {
+		t.Fatalf("canary stopped %d times, %d while serving", w.called("stop:v2"), w.stoppedServing)
 	}
 }
