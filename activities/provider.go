@@ -234,6 +234,11 @@ type Provider struct {
 	// these settings (`drillship iam-policy`). Nil for providers without any.
 	Permissions func(capability string, cfg map[string]any) ([]Permission, error)
 
+	// Rules lists the Kubernetes RBAC grants a capability needs with these
+	// settings (`drillship rbac`). Nil for providers that do not talk to a
+	// cluster.
+	Rules func(capability string, cfg map[string]any) ([]Rule, error)
+
 	// Declare says what the provider accepts for a capability (declare.go).
 	// Nil: nothing declared yet; specs are then checked by the constructors
 	// alone.
@@ -244,6 +249,35 @@ type Provider struct {
 type Permission struct {
 	Actions   []string `json:"actions"`
 	Resources []string `json:"resources"`
+}
+
+// Rule is one Kubernetes RBAC grant: verbs on resources of API groups.
+// Namespaced rules go into a Role in Namespace; Cluster rules (nodes, for
+// example) into a ClusterRole.
+type Rule struct {
+	APIGroups     []string `json:"apiGroups"`
+	Resources     []string `json:"resources"`
+	Verbs         []string `json:"verbs"`
+	ResourceNames []string `json:"resourceNames,omitempty"`
+	Namespace     string   `json:"namespace,omitempty"`
+	Cluster       bool     `json:"cluster,omitempty"`
+}
+
+// Finding is the result of one preflight check.
+type Finding struct {
+	Check  string `json:"check"` // "pdb", "readiness-probe", "rbac", ...
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	// Refuse: the check failed and the settings say a failure stops the
+	// run before anything changes (otherwise it is a warning).
+	Refuse bool `json:"refuse,omitempty"`
+}
+
+// Preflighter is an optional capability of a client: the checks a careful
+// operator makes before anything changes (a PodDisruptionBudget exists, the
+// worker may do what the run needs). It reads and never writes.
+type Preflighter interface {
+	Preflight(ctx context.Context) ([]Finding, error)
 }
 
 // WorkloadResult is what a workload measured across a fault.

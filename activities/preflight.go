@@ -1,0 +1,68 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+)
+
+// Use is one capability a run uses, with its target.
+type Use struct {
+	Capability string `json:"capability"`
+	Target     Target `json:"target"`
+}
+
+// PreflightInput lists the targets a deploy or drill is about to change.
+type PreflightInput struct {
+	Uses []Use `json:"uses"`
+}
+
+// PreflightResult holds every finding; Refused is set when one of them
+// stops the run.
+type PreflightResult struct {
+	Findings []Finding `json:"findings,omitempty"`
+	Refused  bool      `json:"refused,omitempty"`
+}
+
+// Preflight runs the checks of every target whose client has them. It only
+// reads, so a retry is harmless.
+func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (PreflightResult, error) {
+	var out PreflightResult
+	for _, u := range in.Uses {
+		c, err := a.clientFor(u)
+		if err != nil {
+			return out, wrap("preflight", err)
+		}
+		p, ok := c.(Preflighter)
+		if !ok {
+			continue
+		}
+		fs, err := p.Preflight(ctx)
+		if err != nil {
+			return out, wrap(u.Capability+" "+u.Target.Provider+" preflight", err)
+		}
+		for _, f := range fs {
+			f.Detail = u.Capability + " " + u.Target.Provider + ": " + f.Detail
+			out.Findings = append(out.Findings, f)
+			out.Refused = out.Refused || (!f.OK && f.Refuse)
+		}
+	}
+	return out, nil
+}
+
+func (a *Activities) clientFor(u Use) (any, error) {
+	switch u.Capability {
+	case CapTraffic:
+		return a.Reg.Traffic(u.Target)
+	case CapRelease:
+		return a.Reg.Release(u.Target)
+	case CapSignals:
+		return a.Reg.Signals(u.Target)
+	case CapFaults:
+		return a.Reg.Faults(u.Target)
+	case CapDatabase:
+		return a.Reg.Database(u.Target)
+	case CapRunner:
+		return a.Reg.Runner(u.Target)
+	}
+	return nil, Permanent(fmt.Errorf("preflight: unknown capability %q", u.Capability))
+}
