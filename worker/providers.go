@@ -9,6 +9,7 @@ import (
 	"github.com/drillship/drillship/activities/elbv2"
 	"github.com/drillship/drillship/activities/exec"
 	"github.com/drillship/drillship/activities/fis"
+	"github.com/drillship/drillship/activities/gatewayapi"
 	"github.com/drillship/drillship/activities/haproxy"
 	"github.com/drillship/drillship/activities/httpprobe"
 	"github.com/drillship/drillship/activities/lambda"
@@ -39,6 +40,7 @@ func Providers(o ProviderOptions) *activities.Registry {
 		exec.Provider(),
 		labprovider.Provider(),
 		unleash.Provider(),
+		gatewayapi.Provider(),
 		// AWS: credentials come from the default chain (or roleArn) in the
 		// worker's process; constructors do no I/O, so the CLI validates
 		// specs with them offline.

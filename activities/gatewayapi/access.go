@@ -1,0 +1,58 @@
+package gatewayapi
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/drillship/drillship/activities"
+)
+
+// Rules lists the RBAC grants traffic needs: the one HTTPRoute, by name
+// (list and watch by name are what the wait for the controller uses), and
+// its status.
+func Rules(capability string, cfg map[string]any) ([]activities.Rule, error) {
+	if capability != activities.CapTraffic {
+		return nil, nil
+	}
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c.rules(), nil
+}
+
+func (c *Client) rules() []activities.Rule {
+	ns := c.Conn.Settings.Namespace
+	return []activities.Rule{
+		{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes"},
+			Verbs: []string{"get", "list", "watch", "update", "patch"}, ResourceNames: []string{c.Route}, Namespace: ns},
+		{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes/status"},
+			Verbs: []string{"get"}, ResourceNames: []string{c.Route}, Namespace: ns},
+	}
+}
+
+// Preflight checks, reading only, that the route exists, that its rule has
+// both backends, and that the worker may do what SetWeights does.
+func (c *Client) Preflight(ctx context.Context) ([]activities.Finding, error) {
+	out, err := c.Conn.Access(ctx, c.rules())
+	if err != nil {
+		return nil, err
+	}
+	r, ns, err := c.get(ctx)
+	switch {
+	case err != nil && activities.IsPermanent(err):
+		return append(out, activities.Finding{Check: "httproute", Refuse: true, Detail: err.Error()}), nil
+	case err != nil:
+		return nil, err
+	}
+	if w, err := c.weightsOf(r); err != nil {
+		out = append(out, activities.Finding{Check: "httproute", Refuse: true, Detail: err.Error()})
+	} else {
+		d := fmt.Sprintf("HTTPRoute %s/%s rule %d: stable %s weight %d, canary %s weight %d", ns, c.Route, c.Rule, c.Backends[Stable], w[Stable], c.Backends[Canary], w[Canary])
+		if len(r.Status.Parents) == 0 {
+			d += "; no controller reports on it (status.parents is empty): writes are only read back"
+		}
+		out = append(out, activities.Finding{Check: "httproute", OK: true, Detail: d})
+	}
+	return out, nil
+}
