@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
@@ -44,6 +45,11 @@ const HeaderRuleName = "drillship-canary-header"
 // DefaultProgrammedTimeout bounds the wait for the controller to report a
 // written generation.
 const DefaultProgrammedTimeout = 30 * time.Second
+
+// conflictBackoff spaces conflict retries over about five seconds: status writers
+// (the node lifecycle controller, kwok, a route's controller) bump the
+// resourceVersion that every write here is conditioned on.
+var conflictBackoff = wait.Backoff{Steps: 10, Duration: 50 * time.Millisecond, Factor: 1.5, Jitter: 0.1}
 
 // MaxWeight is the largest backendRef weight the Gateway API accepts.
 const MaxWeight = 1000000
@@ -230,7 +236,7 @@ func (c *Client) SetWeights(ctx context.Context, w activities.Weights) error {
 		return err
 	}
 	var written *gwv1.HTTPRoute
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = retry.RetryOnConflict(conflictBackoff, func() error {
 		r, ns, err := c.get(ctx)
 		if err != nil {
 			return err

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -69,6 +70,11 @@ const (
 	labelFaultKind = "drillship.dev/fault-kind"
 	podKillPrefix  = "drillship-pod-kill-"
 )
+
+// faultBackoff spaces conflict retries over about five seconds: status writers
+// (the node lifecycle controller, kwok, a route's controller) bump the
+// resourceVersion that every write here is conditioned on.
+var faultBackoff = wait.Backoff{Steps: 10, Duration: 50 * time.Millisecond, Factor: 1.5, Jitter: 0.1}
 
 // FaultsConfig is the faults settings.
 //
@@ -411,7 +417,7 @@ func (f *Faults) patchNode(ctx context.Context, name string, change func(n *core
 		return nil, err
 	}
 	var out *corev1.Node
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = retry.RetryOnConflict(faultBackoff, func() error {
 		n, err := kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -731,7 +737,7 @@ func (f *Faults) patchDeployment(ctx context.Context, name string, change func(a
 		return 0, err
 	}
 	var replicas int32
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = retry.RetryOnConflict(faultBackoff, func() error {
 		d, err := kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -995,7 +1001,7 @@ func (f *Faults) stopPodKill(ctx context.Context, ft activities.Fault, handle st
 	}
 	for _, cm := range stop {
 		if cm.Annotations[annStopped] == "" {
-			err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			err := retry.RetryOnConflict(faultBackoff, func() error {
 				cur, err := cms.Get(ctx, cm.Name, metav1.GetOptions{})
 				if err != nil {
 					return err
