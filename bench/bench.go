@@ -30,6 +30,9 @@ type Options struct {
 	OverheadRuns int
 	// Kills overrides the number of worker kills in the kill section.
 	Kills int
+	// Kubernetes adds the kubernetes section (drillship and Argo Rollouts
+	// on the lab's cluster); `--only kubernetes` runs it alone.
+	Kubernetes bool
 	// Progress gets one line per step; nil discards.
 	Progress io.Writer
 }
@@ -88,8 +91,12 @@ func (r *runner) wanted(name string) bool {
 // when ctx ends.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	for _, name := range o.Only {
+		if name == SecKubernetes {
+			o.Kubernetes = true
+			continue
+		}
 		if !slices.Contains(Sections, name) {
-			return nil, fmt.Errorf("bench: section %q: allowed %v", name, Sections)
+			return nil, fmt.Errorf("bench: section %q: allowed %v", name, append(slices.Clone(Sections), SecKubernetes))
 		}
 	}
 	start := time.Now()
@@ -141,6 +148,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		r.logf("%s: %s in %s", name, s.Status, time.Since(t0).Round(100*time.Millisecond))
 		if s.Error != "" {
 			r.logf("%s: error: %s", name, s.Error)
+		}
+		r.rep.Sections = append(r.rep.Sections, s)
+	}
+	if o.Kubernetes {
+		s := Section{Name: SecKubernetes, Title: "Kubernetes: drillship and Argo Rollouts, same canary", Status: StatusOK, Figures: []Figure{}}
+		t0 := time.Now()
+		r.logf("%s: start", SecKubernetes)
+		r.kubernetes(ctx, &s)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("bench interrupted in section %s: %w", SecKubernetes, err)
+		}
+		r.logf("%s: %s in %s", SecKubernetes, s.Status, time.Since(t0).Round(100*time.Millisecond))
+		if s.Status == StatusSkipped {
+			r.logf("%s: %s", SecKubernetes, s.Method)
+		}
+		if s.Error != "" {
+			r.logf("%s: error: %s", SecKubernetes, s.Error)
 		}
 		r.rep.Sections = append(r.rep.Sections, s)
 	}

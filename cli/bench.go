@@ -25,6 +25,7 @@ func benchCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "source", Value: ".", Usage: "module root to `go build` for the binary size"},
 			&ucli.StringSliceFlag{Name: "only", Usage: "run only these sections (" + strings.Join(bench.Sections, ", ") + "); the rest are reported as skipped"},
 			&ucli.IntFlag{Name: "kills", Usage: "worker kills in the kill section (default 10, 1 with --quick)"},
+			&ucli.BoolFlag{Name: "kubernetes", Usage: "add the kubernetes section: the same canary under drillship and Argo Rollouts on the lab's cluster (needs `drillship lab build`; builds Argo Rollouts on first use)"},
 		},
 		Action: func(c *ucli.Context) error {
 			exe, err := os.Executable()
@@ -33,7 +34,7 @@ func benchCommand() *ucli.Command {
 			}
 			rep, err := bench.Run(c.Context, bench.Options{
 				Quick: c.Bool("quick"), Exe: exe, SourceDir: c.String("source"), Progress: c.App.ErrWriter,
-				Only: c.StringSlice("only"), Kills: c.Int("kills"),
+				Only: c.StringSlice("only"), Kills: c.Int("kills"), Kubernetes: c.Bool("kubernetes"),
 			})
 			if err != nil {
 				return err
