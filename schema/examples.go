@@ -320,6 +320,22 @@ traffic:
   provider: lambda
   config: {region: us-east-1, function: checkout, alias: live}
 `},
+	"kubernetes/release": {Deploy, `release:
+  provider: kubernetes
+  config:
+    namespace: web
+    deployment: web            # the stable Deployment; the canary is web-canary
+    container: web
+    canaryReplicas: 1
+    rolloutTimeout: 5m
+    preflight: {pdb: refuse, readinessProbe: refuse, minReadySeconds: warn, hpaRoom: warn, rolledOut: refuse}
+`},
+	"kubernetes/signals": {Deploy, `analysis:
+  provider: kubernetes
+  config: {namespace: web, selector: app=web}
+  metrics:
+    - {name: restarts, metric: restarts, window: 1m, max: 0}   # of the canary's pods (version scope)
+`},
 	"ecs/release": {Deploy, `release:
   provider: ecs
   config:

@@ -12,6 +12,7 @@ import (
 	"github.com/drillship/drillship/activities/gatewayapi"
 	"github.com/drillship/drillship/activities/haproxy"
 	"github.com/drillship/drillship/activities/httpprobe"
+	"github.com/drillship/drillship/activities/kubernetes"
 	"github.com/drillship/drillship/activities/lambda"
 	"github.com/drillship/drillship/activities/local"
 	"github.com/drillship/drillship/activities/postgres"
@@ -41,6 +42,7 @@ func Providers(o ProviderOptions) *activities.Registry {
 		labprovider.Provider(),
 		unleash.Provider(),
 		gatewayapi.Provider(),
+		kubernetes.Provider(),
 		// AWS: credentials come from the default chain (or roleArn) in the
 		// worker's process; constructors do no I/O, so the CLI validates
 		// specs with them offline.
