@@ -330,6 +330,22 @@ traffic:
     rolloutTimeout: 5m
     preflight: {pdb: refuse, readinessProbe: refuse, minReadySeconds: warn, hpaRoom: warn, rolledOut: refuse}
 `},
+	"gateway-api/traffic": {Deploy, `trafficKeys: role
+traffic:
+  provider: gateway-api
+  config:
+    namespace: web
+    route: web                      # the HTTPRoute; rule 0 holds both backendRefs
+    backends: {stable: web-stable, canary: web-canary}
+    header: {name: x-canary, value: "always"}   # these requests go to the canary while it has weight
+    programmedTimeout: 30s
+`},
+	"kubernetes/faults": {Drill, `providers:
+  faults: {provider: kubernetes, config: {namespace: web, kinds: [zone_down, pod_kill]}}
+inject:
+  - name: zone-a lost
+    fault: {kind: zone_down, params: {zone: zone-a, heartbeat: kwok}}
+`},
 	"kubernetes/signals": {Deploy, `analysis:
   provider: kubernetes
   config: {namespace: web, selector: app=web}
