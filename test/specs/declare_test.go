@@ -13,6 +13,7 @@ import (
 	"github.com/drillship/drillship/activities/elbv2"
 	"github.com/drillship/drillship/activities/exec"
 	"github.com/drillship/drillship/activities/fis"
+	"github.com/drillship/drillship/activities/gatewayapi"
 	"github.com/drillship/drillship/activities/haproxy"
 	"github.com/drillship/drillship/activities/httpprobe"
 	"github.com/drillship/drillship/activities/lambda"
@@ -49,6 +50,7 @@ func TestDeclarationsMatchConfigs(t *testing.T) {
 		postgres.Name: postgres.Config{}, exec.Name: exec.Config{}, labprovider.Name: labprovider.Config{},
 		elbv2.Name: elbv2.Config{}, arc.Name: arc.Config{}, ecs.Name: ecs.Config{}, lambda.Name: lambda.Config{},
 		rds.Name: rds.Config{}, cloudwatch.Name: cloudwatch.Config{}, fis.Name: fis.Config{},
+		gatewayapi.Name: gatewayapi.Config{},
 	} {
 		p, ok := reg.Provider(name)
 		if !ok || p.Declare == nil {
