@@ -11,6 +11,32 @@ type Use struct {
 	Target     Target `json:"target"`
 }
 
+// UseSet collects uses once each, in the order they are added.
+type UseSet struct {
+	list []Use
+	seen map[string]bool
+}
+
+// Add records capability on t; a target without a provider is skipped
+// (validation reports it).
+func (u *UseSet) Add(capability string, t Target) {
+	if t.Provider == "" {
+		return
+	}
+	key := capability + "\x00" + t.Provider + "\x00" + fmt.Sprint(t.Config) // fmt sorts map keys
+	if u.seen == nil {
+		u.seen = map[string]bool{}
+	}
+	if u.seen[key] {
+		return
+	}
+	u.seen[key] = true
+	u.list = append(u.list, Use{Capability: capability, Target: t})
+}
+
+// List is the uses added.
+func (u *UseSet) List() []Use { return u.list }
+
 // PreflightInput lists the targets a deploy or drill is about to change.
 type PreflightInput struct {
 	Uses []Use `json:"uses"`

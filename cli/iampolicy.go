@@ -66,13 +66,13 @@ func SpecUses(path string, reg *activities.Registry) ([]iampolicy.Use, error) {
 		if err != nil {
 			return nil, err
 		}
-		return DeployUses(s), nil
+		return s.Uses(), nil
 	}
 	s, err := drills.Load(path, reg)
 	if err != nil {
 		return nil, err
 	}
-	return DrillUses(s), nil
+	return s.Uses(), nil
 }
 
 // specKind tells a drill spec (top-level name:) from a deploy spec
@@ -108,83 +108,4 @@ func specKind(path string) (string, error) {
 		return kindDeploy, nil
 	}
 	return "", fmt.Errorf("%s: neither a drill spec (top-level name:) nor a deploy spec (top-level service:)", path)
-}
-
-// DeployUses lists what a deploy touches: traffic, release and the
-// analysis signals.
-func DeployUses(s *deploys.Spec) []iampolicy.Use {
-	var u uses
-	u.add(activities.CapTraffic, s.Traffic)
-	u.add(activities.CapRelease, s.Release)
-	u.add(activities.CapSignals, s.Analysis.Target)
-	return u.list
-}
-
-// DrillUses lists what a drill touches: its default providers, every step's
-// and check's own target, and the database the workload writes to.
-func DrillUses(s *drills.Spec) []iampolicy.Use {
-	var u uses
-	p := s.Providers
-	for _, d := range []struct {
-		capability string
-		t          *activities.Target
-	}{
-		{activities.CapTraffic, p.Traffic}, {activities.CapSignals, p.Signals}, {activities.CapFaults, p.Faults},
-		{activities.CapRunner, p.Runner}, {activities.CapDatabase, p.Database},
-	} {
-		if d.t != nil {
-			u.add(d.capability, *d.t)
-		}
-	}
-	checks := func(cs []activities.Check) {
-		for _, c := range cs {
-			u.add(activities.CapSignals, s.Target(activities.CapSignals, c.Target))
-		}
-	}
-	steps := func(ss []drills.Step) {
-		for _, st := range ss {
-			capability := st.Capability()
-			u.add(capability, s.Target(capability, st.Target))
-			if st.Failover != nil {
-				checks(st.Failover.Verify)
-			}
-		}
-	}
-	checks(s.SteadyState)
-	steps(s.Inject)
-	checks(s.Detection.Signals)
-	steps(s.Mitigation.Steps)
-	checks(s.Mitigation.SLO)
-	checks(s.Recovery.Checks)
-	steps(s.Restore)
-	checks(s.Guardrails.Checks)
-	if s.Workload != nil {
-		u.add(activities.CapDatabase, s.Target(activities.CapDatabase, nil))
-	}
-	// Load changes go to the default runner.
-	if s.Load > 0 && p.Runner != nil {
-		u.add(activities.CapRunner, *p.Runner)
-	}
-	return u.list
-}
-
-// uses collects (capability, target) pairs once each.
-type uses struct {
-	list []iampolicy.Use
-	seen map[string]bool
-}
-
-func (u *uses) add(capability string, t activities.Target) {
-	if t.Provider == "" {
-		return // a check or step without a target of its own and no default: validation reports it
-	}
-	key := capability + "\x00" + t.Provider + "\x00" + fmt.Sprint(t.Config) // fmt sorts map keys
-	if u.seen == nil {
-		u.seen = map[string]bool{}
-	}
-	if u.seen[key] {
-		return
-	}
-	u.seen[key] = true
-	u.list = append(u.list, iampolicy.Use{Capability: capability, Target: t})
 }

@@ -326,3 +326,13 @@ func (s *Spec) Validate(reg Checker) error {
 	s.validate(c, reg)
 	return c.Errs.Err()
 }
+
+// Uses lists what a deploy touches: traffic, release and the analysis
+// signals (`drillship iam-policy`, `drillship rbac`, the preflight checks).
+func (s *Spec) Uses() []activities.Use {
+	var u activities.UseSet
+	u.Add(activities.CapTraffic, s.Traffic)
+	u.Add(activities.CapRelease, s.Release)
+	u.Add(activities.CapSignals, s.Analysis.Target)
+	return u.List()
+}

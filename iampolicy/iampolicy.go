@@ -13,10 +13,7 @@ import (
 )
 
 // Use is one capability a spec uses, with its target.
-type Use struct {
-	Capability string
-	Target     activities.Target
-}
+type Use = activities.Use
 
 // Lookup finds a provider by name. A method value such as
 // registry.Provider fits, and so does FromMap(m).

@@ -32,15 +32,15 @@ func TestMergedPolicy(t *testing.T) {
 		return m
 	}
 	uses := []Use{
-		{activities.CapTraffic, activities.Target{Provider: "route53", Config: with("zoneId", "Z1", "name", "www.example.com")}},
+		{Capability: activities.CapTraffic, Target: activities.Target{Provider: "route53", Config: with("zoneId", "Z1", "name", "www.example.com")}},
 		// A second zone: same actions, so its ARN joins the first statement.
-		{activities.CapTraffic, activities.Target{Provider: "route53", Config: with("zoneId", "Z2", "name", "api.example.com")}},
-		{activities.CapSignals, activities.Target{Provider: "cloudwatch", Config: with("alarms", []any{"web-5xx"})}},
-		{activities.CapTraffic, activities.Target{Provider: "elbv2", Config: with(
+		{Capability: activities.CapTraffic, Target: activities.Target{Provider: "route53", Config: with("zoneId", "Z2", "name", "api.example.com")}},
+		{Capability: activities.CapSignals, Target: activities.Target{Provider: "cloudwatch", Config: with("alarms", []any{"web-5xx"})}},
+		{Capability: activities.CapTraffic, Target: activities.Target{Provider: "elbv2", Config: with(
 			"listenerArn", "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/2",
 			"targetGroups", map[string]any{"v1": "web-v1"})}},
-		{activities.CapFaults, activities.Target{Provider: "fis", Config: with("templates", []any{"EXT1a2b3c4d5e6f7"})}},
-		{activities.CapTraffic, activities.Target{Provider: "local"}},
+		{Capability: activities.CapFaults, Target: activities.Target{Provider: "fis", Config: with("templates", []any{"EXT1a2b3c4d5e6f7"})}},
+		{Capability: activities.CapTraffic, Target: activities.Target{Provider: "local"}},
 	}
 	got, err := JSON(FromMap(providers()), uses)
 	if err != nil {
@@ -150,15 +150,15 @@ func TestRejectsWildcardActionsAndUnknownProviders(t *testing.T) {
 	bad := activities.Provider{Name: "bad", Permissions: func(string, map[string]any) ([]activities.Permission, error) {
 		return []activities.Permission{{Actions: []string{"s3:*"}, Resources: []string{"*"}}}, nil
 	}}
-	_, err := Build(FromMap(map[string]activities.Provider{"bad": bad}), []Use{{activities.CapRunner, activities.Target{Provider: "bad"}}})
+	_, err := Build(FromMap(map[string]activities.Provider{"bad": bad}), []Use{{Capability: activities.CapRunner, Target: activities.Target{Provider: "bad"}}})
 	if err == nil || !strings.Contains(err.Error(), `action "s3:*"`) {
 		t.Errorf("wildcard: %v", err)
 	}
-	_, err = Build(FromMap(nil), []Use{{activities.CapTraffic, activities.Target{Provider: "nope"}}})
+	_, err = Build(FromMap(nil), []Use{{Capability: activities.CapTraffic, Target: activities.Target{Provider: "nope"}}})
 	if err == nil || !strings.Contains(err.Error(), `provider "nope": not registered`) {
 		t.Errorf("unknown: %v", err)
 	}
-	_, err = Build(FromMap(providers()), []Use{{activities.CapTraffic, activities.Target{Provider: "route53", Config: map[string]any{"zoneId": "Z1"}}}})
+	_, err = Build(FromMap(providers()), []Use{{Capability: activities.CapTraffic, Target: activities.Target{Provider: "route53", Config: map[string]any{"zoneId": "Z1"}}}})
 	if err == nil || !strings.Contains(err.Error(), "region is required") {
 		t.Errorf("bad settings: %v", err)
 	}

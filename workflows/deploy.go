@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -152,26 +153,29 @@ type DeployState struct {
 
 // DeployResult is the record of a finished deploy.
 type DeployResult struct {
-	Service          string             `json:"service"`
-	Version          string             `json:"version"`
-	Previous         string             `json:"previous"`
-	Environment      string             `json:"environment"`
-	Outcome          string             `json:"outcome"`
-	Reason           string             `json:"reason,omitempty"`
-	StartedAt        int64              `json:"startedAt"`
-	EndedAt          int64              `json:"endedAt"`
-	DurationMs       int64              `json:"durationMs"`
-	FirstTrafficAt   int64              `json:"firstTrafficAt,omitempty"` // the canary first took traffic
-	FailedSampleAt   int64              `json:"failedSampleAt,omitempty"`
-	RollbackAt       int64              `json:"rollbackAt,omitempty"`
-	TimeToRollbackMs *int64             `json:"timeToRollbackMs,omitempty"`
-	CommitTime       int64              `json:"commitTime,omitempty"`
-	LeadTimeMs       *int64             `json:"leadTimeMs,omitempty"`
-	Steps            []StepRecord       `json:"steps"`
-	Audit            []AuditRecord      `json:"audit,omitempty"`
-	Findings         []string           `json:"findings,omitempty"`
-	FinalWeights     activities.Weights `json:"finalWeights"`
-	Pruned           []string           `json:"pruned,omitempty"`
+	Service          string        `json:"service"`
+	Version          string        `json:"version"`
+	Previous         string        `json:"previous"`
+	Environment      string        `json:"environment"`
+	Outcome          string        `json:"outcome"`
+	Reason           string        `json:"reason,omitempty"`
+	StartedAt        int64         `json:"startedAt"`
+	EndedAt          int64         `json:"endedAt"`
+	DurationMs       int64         `json:"durationMs"`
+	FirstTrafficAt   int64         `json:"firstTrafficAt,omitempty"` // the canary first took traffic
+	FailedSampleAt   int64         `json:"failedSampleAt,omitempty"`
+	RollbackAt       int64         `json:"rollbackAt,omitempty"`
+	TimeToRollbackMs *int64        `json:"timeToRollbackMs,omitempty"`
+	CommitTime       int64         `json:"commitTime,omitempty"`
+	LeadTimeMs       *int64        `json:"leadTimeMs,omitempty"`
+	Steps            []StepRecord  `json:"steps"`
+	Audit            []AuditRecord `json:"audit,omitempty"`
+	Findings         []string      `json:"findings,omitempty"`
+	// Preflight holds the providers' own checks, made before anything
+	// changed (a PodDisruptionBudget exists, the worker may do its work).
+	Preflight    []activities.Finding `json:"preflight,omitempty"`
+	FinalWeights activities.Weights   `json:"finalWeights"`
+	Pruned       []string             `json:"pruned,omitempty"`
 	// Hotfix: started as a hotfix (policy).
 	Hotfix bool `json:"hotfix,omitempty"`
 	// Notifications sent about the deploy: event, channel, ok/failed.
@@ -299,6 +303,9 @@ func (d *deploy) run(ctx workflow.Context) ending {
 	}
 	d.st.Stable, d.res.Previous = rs.Stable, rs.Stable
 	d.st.Weights = d.weights(0)
+	if e := d.preflight(ctx); e != nil {
+		return *e
+	}
 
 	d.setPhase(ctx, "deploying")
 	d.deployed = true
@@ -756,6 +763,35 @@ func (d *deploy) acquire(ctx workflow.Context) *ending {
 			what = r.HeldWhat + " (" + r.HeldBy + ")"
 		}
 		return ptr(d.refuse(ctx, fmt.Sprintf("%s is held by %s; one deploy or drill at a time", r.Key, what)))
+	}
+	return nil
+}
+
+// preflight runs the providers' own checks before anything changes (a
+// Deployment without a PodDisruptionBudget, a role missing a verb). A failed
+// check whose settings make it binding refuses the deploy; the others are
+// findings. Runs started before "preflight" make no such call.
+func (d *deploy) preflight(ctx workflow.Context) *ending {
+	if workflow.GetVersion(ctx, "preflight", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	var r activities.PreflightResult
+	if err := d.call(ctx, callRead, "Preflight checks of "+d.spec.Service, d.act.Preflight, activities.PreflightInput{Uses: d.spec.Uses()}, &r); err != nil {
+		return ptr(d.refuse(ctx, "the preflight checks could not run: "+brief(err)))
+	}
+	d.res.Preflight = r.Findings
+	var refused []string
+	for _, f := range r.Findings {
+		switch {
+		case f.OK:
+		case f.Refuse:
+			refused = append(refused, f.Detail)
+		default:
+			d.finding("preflight: " + f.Detail)
+		}
+	}
+	if len(refused) > 0 {
+		return ptr(d.refuse(ctx, "preflight: "+strings.Join(refused, "; ")))
 	}
 	return nil
 }

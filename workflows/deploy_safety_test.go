@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"go.temporal.io/sdk/client"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +138,49 @@ func TestDeployRefusedWhenLeaseHeld(t *testing.T) {
 	}
 	if w.called("deploy") != 0 || w.called("weights") != 0 || w.called("release") != 0 {
 		t.Fatal("a refused deploy changed something")
+	}
+}
+
+// TestDeployPreflight: a binding preflight failure (a role missing a verb,
+// no PodDisruptionBudget under "refuse") refuses the deploy before the
+// canary exists and names the check; a warning is a finding and the deploy
+// goes on. Both are in the record.
+func TestDeployPreflight(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		finding activities.Finding
+		want    string
+	}{
+		{"refused", activities.Finding{Check: "rbac", Detail: "release kubernetes: the worker may not patch deployments in web", Refuse: true}, OutcomeRefused},
+		{"warned", activities.Finding{Check: "pdb", Detail: "release kubernetes: Deployment web has no PodDisruptionBudget"}, OutcomePromoted},
+		{"passed", activities.Finding{Check: "pdb", OK: true, Detail: "release kubernetes: PodDisruptionBudget web covers Deployment web"}, OutcomePromoted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, w := newEnv(t), newWorld()
+			w.preflight = []activities.Finding{tc.finding}
+			w.mockDeploy(env)
+			res := runDeploy(t, env, testSpec("rollback"))
+			if res.Outcome != tc.want {
+				t.Fatalf("outcome %s (%s), want %s", res.Outcome, res.Reason, tc.want)
+			}
+			if w.called("preflight") != 1 || len(res.Preflight) != 1 {
+				t.Fatalf("preflight called %d times, recorded %v", w.called("preflight"), res.Preflight)
+			}
+			switch tc.name {
+			case "refused":
+				if !strings.Contains(res.Reason, "may not patch deployments") || w.called("deploy") != 0 || w.called("weights") != 0 {
+					t.Fatalf("reason %q; deploy %d weights %d: a refused deploy changed something", res.Reason, w.called("deploy"), w.called("weights"))
+				}
+			case "warned":
+				if !slices.ContainsFunc(res.Findings, func(f string) bool { return strings.Contains(f, "no PodDisruptionBudget") }) {
+					t.Fatalf("findings %v: the warning is missing", res.Findings)
+				}
+			case "passed":
+				if len(res.Findings) != 0 {
+					t.Fatalf("findings %v for a passed check", res.Findings)
+				}
+			}
+		})
 	}
 }
 

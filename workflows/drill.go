@@ -356,6 +356,9 @@ func (d *drill) preflight(ctx workflow.Context) error {
 		}
 		return refusal{fmt.Sprintf("%s is held by %s (%s), so nothing was injected", lr.Key, lr.HeldBy, what)}
 	}
+	if r := d.providerChecks(ctx); r != nil {
+		return r
+	}
 	var pre []activities.CheckResult
 	if err := d.execAct(ctx, "Preflight: steady state holds", d.act.Evaluate,
 		activities.ChecksInput{Signals: d.signals(), Checks: spec.SteadyState}, &pre); err != nil {
@@ -380,6 +383,35 @@ func (d *drill) preflight(ctx workflow.Context) error {
 	}
 	d.snapshot = &snap
 	d.event(snap.At, "snapshot", describeSnapshot(snap))
+	return nil
+}
+
+// providerChecks runs the providers' own checks before anything is
+// injected (the worker may patch the nodes a zone fault cordons, a
+// PodDisruptionBudget exists). A binding failure refuses the drill; the
+// others are findings. Runs started before "preflight" make no such call.
+func (d *drill) providerChecks(ctx workflow.Context) error {
+	if workflow.GetVersion(ctx, "preflight", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	var r activities.PreflightResult
+	if err := d.execAct(ctx, "Preflight: provider checks", d.act.Preflight, activities.PreflightInput{Uses: d.spec.Uses()}, &r); err != nil {
+		return refusal{"the provider checks could not run, so nothing was injected: " + brief(err)}
+	}
+	var refused []string
+	for _, f := range r.Findings {
+		switch {
+		case f.OK:
+			d.event(workflow.Now(ctx).UnixMilli(), "preflight", f.Check+" ok: "+f.Detail)
+		case f.Refuse:
+			refused = append(refused, f.Detail)
+		default:
+			d.finding("medium", "Preflight: "+f.Check, f.Detail)
+		}
+	}
+	if len(refused) > 0 {
+		return refusal{"preflight refused, so nothing was injected: " + strings.Join(refused, "; ")}
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,7 @@ type drillWorld struct {
 func (w *drillWorld) mock(env *testsuite.TestWorkflowEnvironment) {
 	var a *activities.Activities
 	var la *lease.Activities
+	w.mockPreflight(env)
 	// SetWeights for the failover child; a region the provider does not
 	// know is refused, as a real traffic provider does.
 	env.OnActivity(a.SetWeights, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.WeightsInput) (activities.WeightsResult, error) {
@@ -670,6 +672,24 @@ func TestDrillLeaseHeldIsRefused(t *testing.T) {
 	rec := endedDrill(t, env, drillSpec(drills.ModeAutomated), ErrRefused)
 	if rec.Outcome != ledger.OutcomeRefused || !strings.Contains(rec.Reason, "deploy/web/v3") || w.called("inject") != 0 || !rec.Restored {
 		t.Fatalf("outcome %s reason %q inject %d", rec.Outcome, rec.Reason, w.called("inject"))
+	}
+}
+
+// A drill whose provider checks refuse (the worker's role lacks a verb the
+// fault needs) injects nothing and says which check; a warning is a finding.
+func TestDrillProviderChecks(t *testing.T) {
+	env, w := newEnv(t), newDrillWorld()
+	w.preflight = []activities.Finding{
+		{Check: "pdb", Detail: "faults kubernetes: Deployment web has no PodDisruptionBudget"},
+		{Check: "rbac", Detail: "faults kubernetes: the worker may not patch nodes (cluster-wide)", Refuse: true},
+	}
+	w.mock(env)
+	rec := endedDrill(t, env, drillSpec(drills.ModeAutomated), ErrRefused)
+	if rec.Outcome != ledger.OutcomeRefused || !strings.Contains(rec.Reason, "may not patch nodes") || w.called("inject") != 0 {
+		t.Fatalf("outcome %s reason %q inject %d", rec.Outcome, rec.Reason, w.called("inject"))
+	}
+	if !slices.ContainsFunc(rec.Findings, func(f ledger.Finding) bool { return strings.Contains(f.Detail, "no PodDisruptionBudget") }) {
+		t.Fatalf("findings %v: the warning is missing", rec.Findings)
 	}
 }
 

@@ -35,11 +35,12 @@ type world struct {
 	restored []string
 
 	// Deploy timing and faults, set before mockDeploy.
-	deployDelay  time.Duration // DeployVersion takes this long
-	windowDelay  time.Duration // a timed watch takes this long
-	failStableAt int           // SetWeights back to stable fails (non-retryable) when > 0
-	leaseHeldBy  string        // AcquireLease refuses, naming this holder
-	service      string        // the service the release target says it serves
+	deployDelay  time.Duration        // DeployVersion takes this long
+	windowDelay  time.Duration        // a timed watch takes this long
+	failStableAt int                  // SetWeights back to stable fails (non-retryable) when > 0
+	leaseHeldBy  string               // AcquireLease refuses, naming this holder
+	service      string               // the service the release target says it serves
+	preflight    []activities.Finding // what the providers' preflight checks find
 	// stoppedServing counts canaries stopped while they still had traffic:
 	// the invariant is that it stays 0.
 	stoppedServing int
@@ -56,6 +57,19 @@ func (w *world) count(name string) {
 }
 
 var errNotYet = errors.New("not yet")
+
+// mockPreflight answers the providers' preflight checks with w.preflight.
+func (w *world) mockPreflight(env *testsuite.TestWorkflowEnvironment) {
+	var a *activities.Activities
+	env.OnActivity(a.Preflight, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PreflightInput) (activities.PreflightResult, error) {
+		w.count("preflight")
+		r := activities.PreflightResult{Findings: w.preflight}
+		for _, f := range w.preflight {
+			r.Refused = r.Refused || (!f.OK && f.Refuse)
+		}
+		return r, nil
+	})
+}
 
 // mockDeploy wires the deploy activities of env to w. Watch calls are
 // answered in order by w.watches (the last one repeats); a forever watch
@@ -74,6 +88,7 @@ func (w *world) mockDeploy(env *testsuite.TestWorkflowEnvironment) {
 		w.count("release")
 		return nil
 	})
+	w.mockPreflight(env)
 	env.OnActivity(a.ReleaseState, mock.Anything, mock.Anything).Return(func(ctx context.Context, t activities.Target) (activities.ReleaseState, error) {
 		w.mu.Lock()
 		defer w.mu.Unlock()

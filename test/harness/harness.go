@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/drillship/drillship/cli"
@@ -337,18 +338,28 @@ func AssertRestored(t testing.TB, env *devenv.Env, rec ledger.Record) {
 // WaitPhase polls a workflow's state query until it reports phase.
 func WaitPhase(t testing.TB, c client.Client, id, phase string) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	if why := AwaitPhase(c, id, phase, time.Minute); why != "" {
+		t.Fatalf("%s never reached phase %s: %s", id, phase, why)
+	}
+}
+
+// AwaitPhase polls the deploy's state every 100 ms until it shows phase,
+// and returns "" then. Otherwise it says why not: the run ended first (with
+// its last phase and reason), or the time ran out (with the phase it was in).
+func AwaitPhase(c client.Client, id, phase string, d time.Duration) string {
+	deadline := time.Now().Add(d)
+	var st workflows.DeployState
 	for time.Now().Before(deadline) {
 		v, err := c.QueryWorkflow(context.Background(), id, "", workflows.QueryState)
-		if err == nil {
-			var st struct{ Phase string }
-			if v.Get(&st) == nil && st.Phase == phase {
-				return
-			}
+		if err == nil && v.Get(&st) == nil && st.Phase == phase {
+			return ""
+		}
+		if s, err := Status(context.Background(), c, id); err == nil && s != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return fmt.Sprintf("the run ended first (%s) in phase %q: %s", s, st.Phase, st.Reason)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("%s never reached phase %s", id, phase)
+	return fmt.Sprintf("still in phase %q after %s", st.Phase, d)
 }
 
 // WaitUntil polls ok every 100 ms for up to d.
