@@ -357,7 +357,7 @@ func (r *Release) Promote(ctx context.Context, version string) error {
 			return err
 		}
 		prev = r.versionOf(&st.Spec.Template)
-		if prev == version && st.Spec.Template.Labels[LabelVersion] == version {
+		if prev == version && st.Spec.Template.Labels[LabelVersion] == version && !slices.Contains(failedVersions(st), version) {
 			gen = st.Generation
 			return nil
 		}
@@ -391,9 +391,45 @@ func (r *Release) Promote(ctx context.Context, version string) error {
 	return activities.Permanent(fmt.Errorf("%w; Deployment %s was set back to %s (its rollout goes on)", err, r.cfg.Deployment, back))
 }
 
+// annFailed lists, on the stable Deployment, the versions whose promotion
+// failed and was set back, so that their ReplicaSets, which look like any
+// other revision, are not taken for promotions (one of them would pass for
+// the rollback target).
+const annFailed = "drillship.dev/failed-promotions"
+
+// maxFailed bounds annFailed.
+const maxFailed = 20
+
+func failedVersions(d *appsv1.Deployment) []string {
+	if v := d.Annotations[annFailed]; v != "" {
+		return strings.Split(v, ",")
+	}
+	return nil
+}
+
+// setFailed adds (or removes) version to the failed promotions of d.
+func setFailed(d *appsv1.Deployment, version string, failed bool) {
+	list := slices.DeleteFunc(failedVersions(d), func(v string) bool { return v == version })
+	if failed {
+		list = append(list, version)
+	}
+	if len(list) > maxFailed {
+		list = list[len(list)-maxFailed:]
+	}
+	if len(list) == 0 {
+		delete(d.Annotations, annFailed)
+		return
+	}
+	if d.Annotations == nil {
+		d.Annotations = map[string]string{}
+	}
+	d.Annotations[annFailed] = strings.Join(list, ",")
+}
+
 // setVersion returns a copy of d running version.
 func setVersion(d *appsv1.Deployment, ci int, version string) *appsv1.Deployment {
 	next := d.DeepCopy()
+	setFailed(next, version, false)
 	c := &next.Spec.Template.Spec.Containers[ci]
 	c.Image = withTag(c.Image, version)
 	if next.Spec.Template.Labels == nil {
@@ -441,7 +477,9 @@ func (r *Release) setBack(ctx context.Context, k kubernetes.Interface, ns, versi
 		if err != nil {
 			return err
 		}
-		_, err = k.AppsV1().Deployments(ns).Update(ctx, setVersion(st, ci, back), metav1.UpdateOptions{})
+		next := setVersion(st, ci, back)
+		setFailed(next, version, true)
+		_, err = k.AppsV1().Deployments(ns).Update(ctx, next, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
 			return err
 		}
@@ -530,7 +568,7 @@ func (r *Release) Prune(ctx context.Context, current string, keep int) ([]string
 		return nil, err
 	}
 	serving := r.versionOf(&st.Spec.Template)
-	_, removed := retention.Plan(r.artifacts(rss, current), serving, keep)
+	_, removed := retention.Plan(r.artifacts(rss, current, failedVersions(st)), serving, keep)
 	deleted := []string{}
 	for _, v := range removed {
 		n := 0
@@ -539,14 +577,12 @@ func (r *Release) Prune(ctx context.Context, current string, keep int) ([]string
 			if r.versionOf(&rs.Spec.Template) != v || rsReplicas(rs) > 0 {
 				continue
 			}
-			err := k.AppsV1().ReplicaSets(ns).Delete(ctx, rs.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &rs.UID, ResourceVersion: &rs.ResourceVersion}})
-			switch {
-			case err == nil, apierrors.IsNotFound(err):
+			gone, err := deleteIdle(ctx, k, st, *rs)
+			if err != nil {
+				return deleted, err
+			}
+			if gone {
 				n++
-			case apierrors.IsConflict(err):
-				// It changed since we read it (scaled up, say): kept.
-			default:
-				return deleted, kubeconn.Classify(err)
 			}
 		}
 		if n > 0 {
@@ -556,10 +592,39 @@ func (r *Release) Prune(ctx context.Context, current string, keep int) ([]string
 	return deleted, nil
 }
 
+// deleteIdle deletes rs if it still runs nothing: the delete is
+// conditional on the version read, and when the controller changed it
+// since (an annotation, or a scale-up), it is read again and judged anew.
+func deleteIdle(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment, rs appsv1.ReplicaSet) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		err := k.AppsV1().ReplicaSets(rs.Namespace).Delete(ctx, rs.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &rs.UID, ResourceVersion: &rs.ResourceVersion}})
+		switch {
+		case err == nil, apierrors.IsNotFound(err):
+			return true, nil
+		case !apierrors.IsConflict(err):
+			return false, kubeconn.Classify(err)
+		case attempt == 3:
+			return false, fmt.Errorf("kubernetes: ReplicaSet %s keeps changing; not deleted: %w", rs.Name, err)
+		}
+		rss, err := history(ctx, k, d)
+		if err != nil {
+			return false, err
+		}
+		i := slices.IndexFunc(rss, func(x appsv1.ReplicaSet) bool { return x.UID == rs.UID })
+		if i < 0 {
+			return true, nil
+		}
+		if rs = rss[i]; rsReplicas(&rs) > 0 {
+			return false, nil // scaled up since: it runs again
+		}
+	}
+}
+
 // artifacts describes the ReplicaSet history to package retention, one
 // artifact per version: every ReplicaSet of the stable Deployment served as
-// stable, so each is a promotion, ordered by its (latest) revision.
-func (r *Release) artifacts(rss []appsv1.ReplicaSet, current string) []retention.Artifact {
+// stable, so each is a promotion, ordered by its (latest) revision, except
+// the ones whose promotion failed and was set back.
+func (r *Release) artifacts(rss []appsv1.ReplicaSet, current string, failed []string) []retention.Artifact {
 	byVersion := map[string]*retention.Artifact{}
 	var order []string
 	for i := range rss {
@@ -580,7 +645,11 @@ func (r *Release) artifacts(rss []appsv1.ReplicaSet, current string) []retention
 	}
 	out := make([]retention.Artifact, 0, len(order))
 	for _, v := range order {
-		out = append(out, *byVersion[v])
+		a := *byVersion[v]
+		if slices.Contains(failed, v) && v != current {
+			a.Promoted = 0 // set back: it never served as stable
+		}
+		out = append(out, a)
 	}
 	return out
 }

@@ -133,7 +133,7 @@ func TestStateAndArtifacts(t *testing.T) {
 		t.Errorf("running with the canary at 0 = %v, want [v2]", got.Running)
 	}
 
-	arts := r.artifacts(rss, "v2")
+	arts := r.artifacts(rss, "v2", nil)
 	wantArts := []retention.Artifact{
 		{Version: "v1", Deployed: 1, Promoted: 1},
 		{Version: "v3", Deployed: 3, Promoted: 3},
@@ -145,6 +145,12 @@ func TestStateAndArtifacts(t *testing.T) {
 	// v2's rollback target is v3 (the one it replaced), not v1.
 	if kept, removed := retention.Plan(arts, "v2", 1); !reflect.DeepEqual(kept, []string{"v3", "v2"}) || !reflect.DeepEqual(removed, []string{"v1"}) {
 		t.Errorf("plan keep 1 = %v / %v, want [v3 v2] / [v1]", kept, removed)
+	}
+	// Had v3's promotion failed and been set back, v2's target is v1 and
+	// v3 goes first, as a canary that never served.
+	arts = r.artifacts(rss, "v2", []string{"v3"})
+	if kept, removed := retention.Plan(arts, "v2", 1); !reflect.DeepEqual(kept, []string{"v1", "v2"}) || !reflect.DeepEqual(removed, []string{"v3"}) {
+		t.Errorf("plan keep 1 after a failed v3 = %v / %v, want [v1 v2] / [v3]", kept, removed)
 	}
 }
 

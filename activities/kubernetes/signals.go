@@ -269,21 +269,28 @@ func (s *Signals) hpaAtMax(ctx context.Context, p population, now int64) (activi
 	if err != nil {
 		return activities.Sample{}, kubeconn.Classify(err)
 	}
-	names := map[string]bool{}
+	names := map[string]int32{}
 	for _, d := range p.deployments {
-		names[d.Name] = true
+		names[d.Name] = replicas(&d)
 	}
 	found := false
 	var details []string
 	value := 0.0
 	for _, h := range list.Items {
 		ref := h.Spec.ScaleTargetRef
-		if ref.Kind != "Deployment" || !names[ref.Name] {
+		n, ok := names[ref.Name]
+		if ref.Kind != "Deployment" || !ok {
 			continue
 		}
 		found = true
-		details = append(details, fmt.Sprintf("HPA %s: %d of max %d", h.Name, h.Status.CurrentReplicas, h.Spec.MaxReplicas))
-		if h.Status.CurrentReplicas >= h.Spec.MaxReplicas {
+		// Before its first sync an HPA reports no replicas; the
+		// Deployment's are the ones it would start from.
+		cur := h.Status.CurrentReplicas
+		if cur == 0 {
+			cur = n
+		}
+		details = append(details, fmt.Sprintf("HPA %s: %d of max %d", h.Name, cur, h.Spec.MaxReplicas))
+		if cur >= h.Spec.MaxReplicas {
 			value = 1
 		}
 	}

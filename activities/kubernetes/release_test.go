@@ -1,0 +1,409 @@
+package kubernetes
+
+import (
+	"context"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	authv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/drillship/drillship/activities"
+	"github.com/drillship/drillship/lab/kube"
+)
+
+const ns = "web"
+
+// webDeployment is the lab's stable Deployment (k8s-shared brief), with
+// or without the safety a careful operator wants (probe, minReadySeconds).
+func webDeployment(name string, careful bool) *appsv1.Deployment {
+	n := int32(4)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &n,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name, LabelRole: RoleStable}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name, LabelRole: RoleStable, LabelVersion: "v1"}},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: new(int64),
+					Containers:                    []corev1.Container{{Name: "web", Image: "lab.drillship.dev/web:v1", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}},
+				},
+			},
+		},
+	}
+	if careful {
+		d.Spec.MinReadySeconds = 2
+		d.Spec.Template.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+			HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1}
+	}
+	return d
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lab creates namespace web with Deployment web, its PDB and HPA (as the
+// lab has them) and Deployment bare (no PDB, probe or minReadySeconds).
+func lab(t *testing.T, ctx context.Context, k kubernetes.Interface) {
+	_, err := k.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	for _, d := range []*appsv1.Deployment{webDeployment("web", true), webDeployment("bare", false)} {
+		_, err := k.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
+		must(t, err)
+	}
+	two := intstr.FromInt32(2)
+	_, err = k.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &two,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web", LabelRole: RoleStable}}},
+	}, metav1.CreateOptions{})
+	must(t, err)
+	four := int32(4)
+	for name, max := range map[string]int32{"web": 8, "bare": 4} {
+		_, err = k.AutoscalingV2().HorizontalPodAutoscalers(ns).Create(ctx, &autoscalingv2.HorizontalPodAutoscaler{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: autoscalingv2.HorizontalPodAutoscalerSpec{MinReplicas: &four, MaxReplicas: max,
+				ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name}},
+		}, metav1.CreateOptions{})
+		must(t, err)
+	}
+}
+
+// worker returns a kubeconfig of ServiceAccount web/name bound to a Role
+// holding exactly rules, once the API server's authorizer says so.
+func worker(t *testing.T, ctx context.Context, c *kube.Cluster, name string, rules []activities.Rule) string {
+	k := c.Client()
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	for _, r := range rules {
+		if r.Cluster || r.Namespace != ns {
+			t.Fatalf("rule %+v: want namespaced in %s", r, ns)
+		}
+		role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: r.APIGroups, Resources: r.Resources, Verbs: r.Verbs, ResourceNames: r.ResourceNames})
+	}
+	_, err := k.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{})
+	must(t, err)
+	path, err := c.ServiceAccountKubeconfig(ctx, ns, name)
+	must(t, err)
+	_, err = k.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}},
+	}, metav1.CreateOptions{})
+	must(t, err)
+	// The authorizer learns of the binding through its own informers.
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	must(t, err)
+	sa := kubernetes.NewForConfigOrDie(cfg)
+	last := rules[len(rules)-1]
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		rev, err := sa.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authv1.ResourceAttributes{Namespace: ns, Group: last.APIGroups[0], Resource: last.Resources[0], Verb: last.Verbs[0]}}}, metav1.CreateOptions{})
+		return err == nil && rev.Status.Allowed, nil
+	})
+	must(t, err)
+	return path
+}
+
+func newRelease(t *testing.T, cfg map[string]any) *Release {
+	r, err := NewRelease(cfg)
+	must(t, err)
+	t.Cleanup(r.conn.Close)
+	return r
+}
+
+// versions of the ReplicaSets Deployment name owns, by revision.
+func replicaSetVersions(t *testing.T, ctx context.Context, k kubernetes.Interface, r *Release, name string) []string {
+	d, err := k.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	must(t, err)
+	rss, err := history(ctx, k, d)
+	must(t, err)
+	var out []string
+	for i := range rss {
+		out = append(out, r.versionOf(&rss[i].Spec.Template))
+	}
+	return out
+}
+
+func readyPods(t *testing.T, ctx context.Context, k kubernetes.Interface, selector string) []string {
+	pods, err := k.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	must(t, err)
+	var out []string
+	for i := range pods.Items {
+		if podReady(&pods.Items[i]) && pods.Items[i].DeletionTimestamp == nil {
+			out = append(out, pods.Items[i].Labels[LabelVersion])
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestReleaseOnCluster drives a canary through its life on a real control
+// plane, as a worker whose ServiceAccount holds exactly the release's
+// Rules: deploy, promote, stop, three versions, prune; then a promotion
+// whose rollout cannot finish is set back.
+func TestReleaseOnCluster(t *testing.T) {
+	c := kube.StartTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	admin := c.Client()
+	lab(t, ctx, admin)
+
+	base := map[string]any{"namespace": ns, "deployment": "web", "rolloutTimeout": "1m"}
+	rules, err := Rules(activities.CapRelease, base)
+	must(t, err)
+	cfg := map[string]any{"kubeconfig": worker(t, ctx, c, "release", rules)}
+	for k, v := range base {
+		cfg[k] = v
+	}
+	r := newRelease(t, cfg)
+	must(t, r.waitRollout(ctx, "web", 1, "the lab's Deployment web"))
+
+	fs, err := r.Preflight(ctx)
+	must(t, err)
+	checks := map[string]bool{}
+	for _, f := range fs {
+		checks[f.Check] = true
+		if !f.OK || f.Refuse {
+			t.Errorf("preflight finding %+v: want OK for the careful lab Deployment", f)
+		}
+	}
+	for _, want := range []string{"rbac", "pdb", "readiness-probe", "min-ready-seconds", "hpa-room", "rolled-out"} {
+		if !checks[want] {
+			t.Errorf("preflight has no %s finding: %+v", want, fs)
+		}
+	}
+
+	state := func() activities.ReleaseState {
+		t.Helper()
+		st, err := r.State(ctx)
+		must(t, err)
+		return st
+	}
+	if st, want := state(), (activities.ReleaseState{Service: "web", Stable: "v1", Running: []string{"v1"}, Artifacts: []string{"v1"}}); !reflect.DeepEqual(st, want) {
+		t.Fatalf("state = %+v, want %+v", st, want)
+	}
+
+	// Deploy: the canary is Available when Deploy returns.
+	start := time.Now()
+	must(t, r.Deploy(ctx, "v2"))
+	t.Logf("deploy v2: canary available in %s", time.Since(start).Round(time.Millisecond))
+	can, err := admin.AppsV1().Deployments(ns).Get(ctx, "web-canary", metav1.GetOptions{})
+	must(t, err)
+	if can.Status.AvailableReplicas != 1 || can.Spec.Template.Spec.Containers[0].Image != "lab.drillship.dev/web:v2" ||
+		can.Labels[LabelRole] != RoleCanary || can.Labels[LabelVersion] != "v2" || can.Labels[LabelManagedBy] != ManagedBy {
+		t.Errorf("canary: available %d, image %s, labels %v", can.Status.AvailableReplicas, can.Spec.Template.Spec.Containers[0].Image, can.Labels)
+	}
+	if got := readyPods(t, ctx, admin, "app=web,drillship.dev/role=canary"); !reflect.DeepEqual(got, []string{"v2"}) {
+		t.Errorf("ready canary pods by version = %v, want [v2]", got)
+	}
+	must(t, r.Deploy(ctx, "v2"))
+	if again, _ := admin.AppsV1().Deployments(ns).Get(ctx, "web-canary", metav1.GetOptions{}); again.Generation != can.Generation {
+		t.Errorf("a second Deploy changed the canary: generation %d -> %d", can.Generation, again.Generation)
+	}
+	if st := state(); !reflect.DeepEqual(st.Running, []string{"v1", "v2"}) {
+		t.Errorf("running = %v, want [v1 v2]", st.Running)
+	}
+
+	// Promote: the stable Deployment runs v2, its history holds v1 and v2.
+	start = time.Now()
+	must(t, r.Promote(ctx, "v2"))
+	t.Logf("promote v2: stable rolled out in %s", time.Since(start).Round(time.Millisecond))
+	st, err := admin.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	must(t, err)
+	if st.Spec.Template.Spec.Containers[0].Image != "lab.drillship.dev/web:v2" || st.Spec.Template.Labels[LabelVersion] != "v2" ||
+		st.Spec.Template.Labels[LabelRole] != RoleStable || st.Status.AvailableReplicas != 4 || st.Status.UpdatedReplicas != 4 {
+		t.Errorf("stable after promote: image %s labels %v available %d", st.Spec.Template.Spec.Containers[0].Image, st.Spec.Template.Labels, st.Status.AvailableReplicas)
+	}
+	if got := replicaSetVersions(t, ctx, admin, r, "web"); !reflect.DeepEqual(got, []string{"v1", "v2"}) {
+		t.Errorf("ReplicaSets of web = %v, want [v1 v2]", got)
+	}
+	if got := readyPods(t, ctx, admin, "app=web,drillship.dev/role=stable"); !reflect.DeepEqual(got, []string{"v2", "v2", "v2", "v2"}) {
+		t.Errorf("ready stable pods by version = %v", got)
+	}
+
+	// Stop: the canary Deployment and its pods are gone; again is a no-op.
+	must(t, r.Stop(ctx, "v2"))
+	if _, err := admin.AppsV1().Deployments(ns).Get(ctx, "web-canary", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("canary after stop: %v, want not found", err)
+	}
+	if pods, _ := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "drillship.dev/role=canary"}); len(pods.Items) != 0 {
+		t.Errorf("%d canary pods left after stop", len(pods.Items))
+	}
+	must(t, r.Stop(ctx, "v2"))
+
+	for _, v := range []string{"v3"} {
+		must(t, r.Deploy(ctx, v))
+		must(t, r.Promote(ctx, v))
+		must(t, r.Stop(ctx, v))
+	}
+	if st, want := state(), (activities.ReleaseState{Service: "web", Stable: "v3", Running: []string{"v3"}, Artifacts: []string{"v1", "v2", "v3"}}); !reflect.DeepEqual(st, want) {
+		t.Errorf("state after three versions = %+v, want %+v", st, want)
+	}
+
+	// Stop of another version leaves a canary alone.
+	must(t, r.Deploy(ctx, "v4"))
+	must(t, r.Stop(ctx, "v3"))
+	if _, err := admin.AppsV1().Deployments(ns).Get(ctx, "web-canary", metav1.GetOptions{}); err != nil {
+		t.Errorf("Stop(v3) touched the v4 canary: %v", err)
+	}
+	must(t, r.Stop(ctx, "v4")) // v4 failed as a canary: no artifact of it
+
+	// Prune keep 1: v3 and its rollback target v2 stay, v1 goes.
+	deleted, err := r.Prune(ctx, "v3", 1)
+	must(t, err)
+	if !reflect.DeepEqual(deleted, []string{"v1"}) {
+		t.Errorf("pruned %v, want [v1]", deleted)
+	}
+	if got := replicaSetVersions(t, ctx, admin, r, "web"); !reflect.DeepEqual(got, []string{"v2", "v3"}) {
+		t.Errorf("ReplicaSets after prune = %v, want [v2 v3]", got)
+	}
+	if again, err := r.Prune(ctx, "v3", 1); err != nil || len(again) != 0 {
+		t.Errorf("second prune: %v %v, want nothing", again, err)
+	}
+
+	// A promotion whose rollout cannot finish (no node takes a pod) fails
+	// at the progress deadline and is set back to v3.
+	_, err = admin.AppsV1().Deployments(ns).Patch(ctx, "web", "application/merge-patch+json", []byte(`{"spec":{"progressDeadlineSeconds":3}}`), metav1.PatchOptions{})
+	must(t, err)
+	nodes, err := admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	must(t, err)
+	cordon := func(on bool) {
+		for _, n := range nodes.Items {
+			_, err := admin.CoreV1().Nodes().Patch(ctx, n.Name, "application/merge-patch+json",
+				[]byte(`{"spec":{"unschedulable":`+map[bool]string{true: "true", false: "null"}[on]+`}}`), metav1.PatchOptions{})
+			must(t, err)
+		}
+	}
+	cordon(true)
+	start = time.Now()
+	err = r.Promote(ctx, "v5")
+	t.Logf("promote v5 with every node cordoned: %v after %s", err, time.Since(start).Round(time.Millisecond))
+	if err == nil || !strings.Contains(err.Error(), "progress deadline") || !strings.Contains(err.Error(), "set back to v3") || !activities.IsPermanent(err) {
+		t.Errorf("promote v5 = %v, want a permanent progress-deadline error that set web back to v3", err)
+	}
+	cordon(false)
+	st, err = admin.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+	must(t, err)
+	if st.Spec.Template.Spec.Containers[0].Image != "lab.drillship.dev/web:v3" || st.Spec.Template.Labels[LabelVersion] != "v3" || st.Annotations[annFailed] != "v5" {
+		t.Errorf("stable after the failed promotion: image %s, labels %v, annotations %v", st.Spec.Template.Spec.Containers[0].Image, st.Spec.Template.Labels, st.Annotations)
+	}
+	must(t, r.waitRollout(ctx, "web", st.Generation, "web back on v3"))
+	// v5 never served: pruning removes it and keeps v2 as v3's target.
+	deleted, err = r.Prune(ctx, "v3", 1)
+	must(t, err)
+	if !reflect.DeepEqual(deleted, []string{"v5"}) {
+		t.Errorf("pruned after the failed promotion %v, want [v5]", deleted)
+	}
+	if got := replicaSetVersions(t, ctx, admin, r, "web"); !reflect.DeepEqual(got, []string{"v2", "v3"}) {
+		t.Errorf("ReplicaSets = %v, want [v2 v3]", got)
+	}
+}
+
+// TestPreflightOnCluster: a Deployment without PDB, readiness probe and
+// minReadySeconds, whose HPA is at its maximum, gets a finding for each,
+// refusing per the settings; a worker missing one verb is refused, naming
+// it.
+func TestPreflightOnCluster(t *testing.T) {
+	c := kube.StartTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lab(t, ctx, c.Client())
+
+	base := map[string]any{"namespace": ns, "deployment": "bare", "preflight": map[string]any{"pdb": "refuse", "readinessProbe": "warn", "minReadySeconds": "warn"}}
+	cfg := map[string]any{"kubeconfig": c.Kubeconfig}
+	for k, v := range base {
+		cfg[k] = v
+	}
+	r := newRelease(t, cfg)
+	must(t, r.waitRollout(ctx, "bare", 1, "Deployment bare"))
+	fs, err := r.Preflight(ctx)
+	must(t, err)
+	got := map[string]activities.Finding{}
+	for _, f := range fs {
+		if f.Check != "rbac" {
+			got[f.Check] = f
+		} else if !f.OK {
+			t.Errorf("admin rbac finding %+v", f)
+		}
+	}
+	want := map[string]activities.Finding{
+		"pdb":               {Check: "pdb", Detail: "Deployment bare has no PodDisruptionBudget: a node drain may take all its pods at once", Refuse: true},
+		"readiness-probe":   {Check: "readiness-probe", Detail: "container web of Deployment bare has no readiness probe: its pods count as ready as soon as they start, before they can serve"},
+		"min-ready-seconds": {Check: "min-ready-seconds", Detail: "Deployment bare has minReadySeconds 0: a pod that fails right after turning Ready still counts as available and the rollout moves on"},
+		"hpa-room":          {Check: "hpa-room", Detail: "HPA bare runs Deployment bare at 4 of max 4: no room for 1 canary replicas (5 needed)"},
+		"rolled-out":        {Check: "rolled-out", OK: true, Detail: "Deployment bare is fully rolled out (4 available)"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("findings:\n got %+v\nwant %+v", got, want)
+	}
+
+	// Signals on the same objects.
+	s, err := NewSignals(map[string]any{"kubeconfig": c.Kubeconfig, "namespace": ns, "selector": "app=bare"})
+	must(t, err)
+	t.Cleanup(s.conn.Close)
+	for _, tc := range []struct {
+		q      activities.Query
+		value  float64
+		noData bool
+	}{
+		{activities.Query{Metric: MetricReadyRatio, Scope: map[string]string{"deployment": "bare"}}, 1, false},
+		{activities.Query{Metric: MetricAvailableReplicas, Scope: map[string]string{"role": "stable"}}, 4, false},
+		{activities.Query{Metric: MetricRestarts, Scope: map[string]string{"version": "v1"}}, 0, false},
+		{activities.Query{Metric: MetricHPAAtMax, Scope: map[string]string{"deployment": "bare"}}, 1, false},
+		{activities.Query{Metric: MetricReadyRatio, Scope: map[string]string{"version": "v9"}}, 0, true},
+	} {
+		got, err := s.Sample(ctx, tc.q)
+		must(t, err)
+		if got.Value != tc.value || got.NoData != tc.noData || got.At == 0 {
+			t.Errorf("%s %v = %+v, want %g (no data %v)", tc.q.Metric, tc.q.Scope, got, tc.value, tc.noData)
+		}
+	}
+
+	// The worker's role lacks update on deployments: refused, naming it.
+	rules, err := Rules(activities.CapRelease, base)
+	must(t, err)
+	for i := range rules {
+		if slices.Contains(rules[i].Resources, "deployments") {
+			rules[i].Verbs = slices.DeleteFunc(slices.Clone(rules[i].Verbs), func(v string) bool { return v == "update" })
+		}
+	}
+	rules = slices.DeleteFunc(rules, func(r activities.Rule) bool { return len(r.Verbs) == 0 })
+	cfg["kubeconfig"] = worker(t, ctx, c, "short", rules)
+	r = newRelease(t, cfg)
+	fs, err = r.Preflight(ctx)
+	must(t, err)
+	var denied []string
+	for _, f := range fs {
+		if f.Check == "rbac" && !f.OK {
+			if !f.Refuse {
+				t.Errorf("rbac finding does not refuse: %+v", f)
+			}
+			denied = append(denied, f.Detail)
+		}
+	}
+	want2 := []string{"the worker may not update deployments bare in namespace web", "the worker may not update deployments bare-canary in namespace web"}
+	if !reflect.DeepEqual(denied, want2) {
+		t.Errorf("rbac denials = %q, want %q", denied, want2)
+	}
+}
