@@ -42,7 +42,7 @@ func App() *ucli.App {
 			labCommand(),
 			codecServerCommand(),
 			benchCommand(),
-			iamPolicyCommand(),
+			iamPolicyCommand(), rbacCommand(),
 			schemaCommand(),
 			envCommand(),
 			policyCommand(), auditCommand(),
