@@ -15,6 +15,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/drillship/drillship/lab"
+	"github.com/drillship/drillship/lab/kube"
 )
 
 func labCommand() *ucli.Command {
@@ -31,9 +32,15 @@ func labCommand() *ucli.Command {
 					&ucli.BoolFlag{Name: "sync", Usage: "synchronous replication (no acknowledged write is lost on failover)"},
 					&ucli.IntFlag{Name: "rps", Value: 50, Usage: "load through the HAProxy frontend, requests per second"},
 					&ucli.BoolFlag{Name: "flags", Usage: "also an Unleash server on the lab's PostgreSQL (installed from npm on first use into " + lab.UnleashInstallDir() + ", needs Node 20)"},
+					kubernetesFlag,
 					scrapeWorkerFlag, rulesFlag,
 				},
 				Action: labUp,
+			},
+			{
+				Name:   "build",
+				Usage:  "build the Kubernetes control plane's binaries for `lab up --kubernetes` (once; cached in " + kube.Dir() + ")",
+				Action: labBuild,
 			},
 			{
 				Name:   "down",
@@ -50,6 +57,7 @@ func labCommand() *ucli.Command {
 					&ucli.BoolFlag{Name: "sync"},
 					&ucli.IntFlag{Name: "rps", Value: 50},
 					&ucli.BoolFlag{Name: "flags"},
+					kubernetesFlag,
 					scrapeWorkerFlag, rulesFlag,
 				},
 				Action: labServe,
@@ -58,12 +66,17 @@ func labCommand() *ucli.Command {
 	}
 }
 
-// labParts is every part, and Unleash with --flags.
+// labParts is every part, and Unleash with --flags, a cluster with
+// --kubernetes.
 func labParts(c *ucli.Context) lab.Part {
+	p := lab.PartAll
 	if c.Bool("flags") {
-		return lab.PartAll | lab.PartFlags
+		p |= lab.PartFlags
 	}
-	return lab.PartAll
+	if c.Bool("kubernetes") {
+		p |= lab.PartKubernetes
+	}
+	return p
 }
 
 func labDir(c *ucli.Context) (string, error) {
@@ -119,6 +132,10 @@ func labUp(c *ucli.Context) error {
 		args = append(args, "--flags")
 		upWithin = 6 * time.Minute // the first run installs Unleash from npm
 	}
+	if c.Bool("kubernetes") {
+		args = append(args, "--kubernetes")
+		upWithin += 2 * time.Minute
+	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: the host outlives this command and the terminal.
@@ -157,6 +174,9 @@ func labUp(c *ucli.Context) error {
 		fmt.Fprintf(w, "  drillship drill run drills/db-primary-loss.yaml --wait\n")
 		if st.Unleash != nil {
 			fmt.Fprintf(w, "  drillship drill run flag-kill-switch --wait\n")
+		}
+		if st.Kubernetes != nil {
+			fmt.Fprintf(w, "  export KUBECONFIG=%s\n", st.Kubernetes.Kubeconfig)
 		}
 		fmt.Fprintf(w, "Stop it with: drillship lab down --dir %s\n", dir)
 		return nil
@@ -203,6 +223,28 @@ func labDown(c *ucli.Context) error {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "lab in %s stopped\n", dir)
+	return nil
+}
+
+var kubernetesFlag = &ucli.BoolFlag{Name: "kubernetes", Usage: "also a Kubernetes control plane (kwok nodes in two zones) with the lab's objects, its HAProxy following HTTPRoute web; build it first with `drillship lab build`"}
+
+// labBuild builds what the lab's cluster needs and is not cached yet.
+func labBuild(c *ucli.Context) error {
+	missing := kube.Missing()
+	w := c.App.Writer
+	if len(missing) == 0 {
+		fmt.Fprintf(w, "nothing to build: the Kubernetes %s binaries and CRDs are in %s\n", kube.KubernetesVersion, kube.Dir())
+		return nil
+	}
+	fmt.Fprintf(w, "building into %s: %s\n", kube.Dir(), strings.Join(missing, ", "))
+	start := time.Now()
+	if err := kube.Build(c.Context, c.App.ErrWriter); err != nil {
+		return fmt.Errorf("lab build (after %s): %w", time.Since(start).Round(time.Second), err)
+	}
+	if still := kube.Missing(); len(still) > 0 {
+		return fmt.Errorf("lab build ended but still missing: %s", strings.Join(still, ", "))
+	}
+	fmt.Fprintf(w, "built %s in %s\n", strings.Join(missing, ", "), time.Since(start).Round(time.Second))
 	return nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/drillship/drillship/activities/unleash/ofunleash"
+	"github.com/drillship/drillship/lab/kube"
 )
 
 // Part selects what the lab starts. The sample services always run.
@@ -37,6 +38,11 @@ const (
 	// PartPostgres), installed from npm on first use. Not in PartAll: it
 	// needs Node and a download.
 	PartFlags
+	// PartKubernetes is a control plane with kwok nodes in two zones, the
+	// lab's objects (namespace web, ...) and a data plane: the lab's HAProxy
+	// (so it brings PartHAProxy) following HTTPRoute web. Not in PartAll:
+	// its binaries are built first (`drillship lab build`).
+	PartKubernetes
 	PartAll = PartHAProxy | PartPrometheus | PartPostgres
 )
 
@@ -54,8 +60,8 @@ type Options struct {
 	// it dies, even by a crash or a test timeout. `drillship lab up` leaves it
 	// off so that `lab down` can stop them from another process.
 	DieWithParent bool
-	// Versions of the sample service to run; default v1 and v2. The first
-	// is the stable one at start.
+	// Versions of the sample service to run; default v1 and v2 (v1, v2
+	// and v3 with PartKubernetes). The first is the stable one at start.
 	Versions []string
 	// LoadRPS sends this many requests per second through the HAProxy
 	// frontend (zero: none), so that canaries get traffic to judge.
@@ -84,6 +90,7 @@ type State struct {
 	Prometheus *PrometheusInfo `json:"prometheus,omitempty"`
 	Postgres   *PostgresInfo   `json:"postgres,omitempty"`
 	Unleash    *UnleashInfo    `json:"unleash,omitempty"`
+	Kubernetes *KubernetesInfo `json:"kubernetes,omitempty"`
 	// ControlURL is the control API of the lab host (release bookkeeping,
 	// service faults); HostPID the host when it is a detached process.
 	ControlURL string `json:"control,omitempty"`
@@ -102,13 +109,15 @@ type ServiceInfo struct {
 // Lab is a running lab, owned by the process that started it.
 type Lab struct {
 	State
-	services map[string]*Service
-	daemons  []*daemon
-	log      *slog.Logger
-	book     releaseBook
-	control  *http.Server
-	stopLoad func()
-	flags    *ofunleash.Provider
+	services  map[string]*Service
+	daemons   []*daemon
+	log       *slog.Logger
+	book      releaseBook
+	control   *http.Server
+	stopLoad  func()
+	flags     *ofunleash.Provider
+	cluster   *kube.Cluster
+	dataplane *dataPlane
 }
 
 // Up starts the lab. On error, whatever started is stopped again.
@@ -122,8 +131,14 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if o.Parts&PartFlags != 0 {
 		o.Parts |= PartPostgres
 	}
+	if o.Parts&PartKubernetes != 0 {
+		o.Parts |= PartHAProxy // the data plane
+	}
 	if len(o.Versions) == 0 {
 		o.Versions = []string{"v1", "v2"}
+		if o.Parts&PartKubernetes != 0 {
+			o.Versions = []string{"v1", "v2", "v3"}
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -162,6 +177,9 @@ func checkBinaries(p Part) error {
 	if p&PartFlags != 0 {
 		p |= PartPostgres
 	}
+	if p&PartKubernetes != 0 {
+		p |= PartHAProxy
+	}
 	var bins []binary
 	if p&PartHAProxy != 0 {
 		bins = append(bins, binHAProxy)
@@ -180,6 +198,9 @@ func checkBinaries(p Part) error {
 	}
 	if p&PartFlags != 0 {
 		errs = append(errs, checkUnleash())
+	}
+	if p&PartKubernetes != 0 {
+		errs = append(errs, checkKubernetes())
 	}
 	return errors.Join(errs...)
 }
@@ -239,6 +260,11 @@ func (l *Lab) up(ctx context.Context, o Options) error {
 			return err
 		}
 		if err := l.startFlags(ctx); err != nil {
+			return err
+		}
+	}
+	if o.Parts&PartKubernetes != 0 {
+		if err := l.upKubernetes(ctx, o); err != nil {
 			return err
 		}
 	}
@@ -308,6 +334,9 @@ func (s *State) Summary() []string {
 		out = append(out, fmt.Sprintf("unleash %s (pid %d): %s (admin token in the state file), flag %s in %s/%s; %s in %s, healthy in %.1fs",
 			UnleashVersion, u.PID, u.URL, u.Feature, u.Project, u.Environment, install, u.Install, float64(u.StartMs)/1000))
 	}
+	if k := s.Kubernetes; k != nil {
+		out = append(out, k.summary()...)
+	}
 	if p := s.Postgres; p != nil {
 		mode := "asynchronous"
 		if p.Sync {
@@ -349,7 +378,9 @@ func (l *Lab) Down() error {
 		l.flags.Close()
 		l.flags = nil
 	}
-	err := l.State.down()
+	// The data plane before the HAProxy it steers; the cluster reaped here.
+	kerr := l.downKubernetes()
+	err := errors.Join(kerr, l.State.down())
 	for _, d := range l.daemons {
 		<-d.done // reap what this process started
 	}
@@ -362,6 +393,9 @@ func (l *Lab) Down() error {
 
 func (s *State) down() error {
 	var errs []error
+	if s.Kubernetes != nil {
+		errs = append(errs, s.Kubernetes.down())
+	}
 	if s.Unleash != nil {
 		// Before its database goes away.
 		errs = append(errs, stopPID(s.Unleash.PID, syscall.SIGTERM, 10*time.Second))
@@ -425,7 +459,8 @@ func Stop(dir string) error {
 }
 
 // Settings returns the provider settings that point at this lab, by
-// provider name (haproxy, prometheus, postgres, http), ready for a spec's
+// provider name (haproxy, prometheus, postgres, http; kubernetes and
+// gateway-api when the lab runs a cluster), ready for a spec's
 // target config.
 func (s *State) Settings() map[string]map[string]any {
 	out := map[string]map[string]any{}
@@ -443,6 +478,9 @@ func (s *State) Settings() map[string]map[string]any {
 	out["lab"] = map[string]any{"lab": filepath.Join(s.Dir, StateFile)}
 	if s.Unleash != nil {
 		out["unleash"] = map[string]any{"lab": filepath.Join(s.Dir, StateFile)}
+	}
+	if s.Kubernetes != nil {
+		s.Kubernetes.settings(out)
 	}
 	if p := s.Postgres; p != nil {
 		nodes := map[string]any{}

@@ -29,7 +29,11 @@ func Require(t testing.TB, parts ...Part) {
 	if os.Getenv(RequiredEnv) == "1" {
 		t.Fatalf("lab servers required (%s=1) but missing: %v", RequiredEnv, err)
 	}
-	t.Skipf("lab servers not installed (%v); to run this test: apt-get install haproxy postgresql prometheus (and nodejs npm for the Unleash of PartFlags) (and set %s=1 to make this a failure)", err, RequiredEnv)
+	how := "apt-get install haproxy postgresql prometheus (and nodejs npm for the Unleash of PartFlags)"
+	if want&PartKubernetes != 0 {
+		how += ", and `go run . lab build` for the Kubernetes binaries"
+	}
+	t.Skipf("lab servers not installed (%v); to run this test: %s (and set %s=1 to make this a failure)", err, how, RequiredEnv)
 }
 
 // Start is Require plus Up for a test: the lab lives in a temporary

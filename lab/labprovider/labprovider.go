@@ -115,7 +115,12 @@ func (c *Client) control() (*lab.ControlClient, error) {
 }
 
 // SetWeights sets the weights of the lab's HAProxy servers (by version).
+// A lab with Kubernetes refuses: there the HTTPRoute is the only source of
+// the weights (its data plane sets them), so a spec uses gateway-api.
 func (c *Client) SetWeights(ctx context.Context, w activities.Weights) error {
+	if st, err := c.state(); err == nil && st.Kubernetes != nil {
+		return activities.Permanent(fmt.Errorf("lab: the lab in %s runs Kubernetes: its HAProxy follows HTTPRoute %s/%s; shift traffic with the gateway-api provider (settings in the lab's state)", st.Dir, st.Kubernetes.Namespace, st.Kubernetes.Route))
+	}
 	h, err := c.haproxy()
 	if err != nil {
 		return err
