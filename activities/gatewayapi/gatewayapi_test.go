@@ -250,13 +250,15 @@ func (l *lab) conflictRetried(t *testing.T) {
 				}
 			}
 		}
+		// The proxy authenticates: the client talks plain HTTP to it.
+		req.Header.Set("Authorization", "Bearer "+l.c.AdminToken)
 		rp.ServeHTTP(w, req)
 	}))
 	defer proxy.Close()
 	kc := filepath.Join(t.TempDir(), "kubeconfig")
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["p"] = &clientcmdapi.Cluster{Server: proxy.URL}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: l.c.AdminToken}
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{}
 	cfg.Contexts["p"] = &clientcmdapi.Context{Cluster: "p", AuthInfo: "admin", Namespace: "web"}
 	cfg.CurrentContext = "p"
 	if err := clientcmd.WriteToFile(*cfg, kc); err != nil {
