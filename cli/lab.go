@@ -170,13 +170,14 @@ func labUp(c *ucli.Context) error {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 		fmt.Fprintf(w, "\nPoint drillship at it (specs say `lab: default`):\n  export %s=%s\n", lab.DirEnv, dir)
+		if st.Kubernetes != nil {
+			// kubectl and the kubernetes/gateway-api providers' default loading rules read it.
+			fmt.Fprintf(w, "  export KUBECONFIG=%s\n", st.Kubernetes.Kubeconfig)
+		}
 		fmt.Fprintf(w, "  drillship deploy start deploys/lab-canary.yaml --version v2 --wait\n")
 		fmt.Fprintf(w, "  drillship drill run drills/db-primary-loss.yaml --wait\n")
 		if st.Unleash != nil {
 			fmt.Fprintf(w, "  drillship drill run flag-kill-switch --wait\n")
-		}
-		if st.Kubernetes != nil {
-			fmt.Fprintf(w, "  export KUBECONFIG=%s\n", st.Kubernetes.Kubeconfig)
 		}
 		fmt.Fprintf(w, "Stop it with: drillship lab down --dir %s\n", dir)
 		return nil
