@@ -26,14 +26,14 @@ import (
 	"github.com/drillship/drillship/lab/kube"
 )
 
-const ns = "web"
+const relNS = "web"
 
 // webDeployment is the lab's stable Deployment (k8s-shared brief), with
 // or without the safety a careful operator wants (probe, minReadySeconds).
 func webDeployment(name string, careful bool) *appsv1.Deployment {
 	n := int32(4)
 	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: relNS, Labels: map[string]string{"app": name}},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &n,
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name, LabelRole: RoleStable}},
@@ -54,7 +54,7 @@ func webDeployment(name string, careful bool) *appsv1.Deployment {
 	return d
 }
 
-func must(t *testing.T, err error) {
+func relMust(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -63,81 +63,81 @@ func must(t *testing.T, err error) {
 
 // lab creates namespace web with Deployment web, its PDB and HPA (as the
 // lab has them) and Deployment bare (no PDB, probe or minReadySeconds).
-func lab(t *testing.T, ctx context.Context, k kubernetes.Interface) {
-	_, err := k.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+func relLab(t *testing.T, ctx context.Context, k kubernetes.Interface) {
+	_, err := k.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: relNS}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	for _, d := range []*appsv1.Deployment{webDeployment("web", true), webDeployment("bare", false)} {
-		_, err := k.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
-		must(t, err)
+		_, err := k.AppsV1().Deployments(relNS).Create(ctx, d, metav1.CreateOptions{})
+		relMust(t, err)
 	}
 	two := intstr.FromInt32(2)
-	_, err = k.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+	_, err = k.PolicyV1().PodDisruptionBudgets(relNS).Create(ctx, &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: relNS},
 		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &two,
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web", LabelRole: RoleStable}}},
 	}, metav1.CreateOptions{})
-	must(t, err)
+	relMust(t, err)
 	four := int32(4)
 	for name, max := range map[string]int32{"web": 8, "bare": 4} {
-		_, err = k.AutoscalingV2().HorizontalPodAutoscalers(ns).Create(ctx, &autoscalingv2.HorizontalPodAutoscaler{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		_, err = k.AutoscalingV2().HorizontalPodAutoscalers(relNS).Create(ctx, &autoscalingv2.HorizontalPodAutoscaler{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: relNS},
 			Spec: autoscalingv2.HorizontalPodAutoscalerSpec{MinReplicas: &four, MaxReplicas: max,
 				ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name}},
 		}, metav1.CreateOptions{})
-		must(t, err)
+		relMust(t, err)
 	}
 }
 
 // worker returns a kubeconfig of ServiceAccount web/name bound to a Role
 // holding exactly rules, once the API server's authorizer says so.
-func worker(t *testing.T, ctx context.Context, c *kube.Cluster, name string, rules []activities.Rule) string {
+func relWorker(t *testing.T, ctx context.Context, c *kube.Cluster, name string, rules []activities.Rule) string {
 	k := c.Client()
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: relNS}}
 	for _, r := range rules {
-		if r.Cluster || r.Namespace != ns {
-			t.Fatalf("rule %+v: want namespaced in %s", r, ns)
+		if r.Cluster || r.Namespace != relNS {
+			t.Fatalf("rule %+v: want namespaced in %s", r, relNS)
 		}
 		role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: r.APIGroups, Resources: r.Resources, Verbs: r.Verbs, ResourceNames: r.ResourceNames})
 	}
-	_, err := k.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{})
-	must(t, err)
-	path, err := c.ServiceAccountKubeconfig(ctx, ns, name)
-	must(t, err)
-	_, err = k.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+	_, err := k.RbacV1().Roles(relNS).Create(ctx, role, metav1.CreateOptions{})
+	relMust(t, err)
+	path, err := c.ServiceAccountKubeconfig(ctx, relNS, name)
+	relMust(t, err)
+	_, err = k.RbacV1().RoleBindings(relNS).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: relNS},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: relNS}},
 	}, metav1.CreateOptions{})
-	must(t, err)
+	relMust(t, err)
 	// The authorizer learns of the binding through its own informers.
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	must(t, err)
+	relMust(t, err)
 	sa := kubernetes.NewForConfigOrDie(cfg)
 	last := rules[len(rules)-1]
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 		rev, err := sa.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authv1.ResourceAttributes{Namespace: ns, Group: last.APIGroups[0], Resource: last.Resources[0], Verb: last.Verbs[0]}}}, metav1.CreateOptions{})
+			ResourceAttributes: &authv1.ResourceAttributes{Namespace: relNS, Group: last.APIGroups[0], Resource: last.Resources[0], Verb: last.Verbs[0]}}}, metav1.CreateOptions{})
 		return err == nil && rev.Status.Allowed, nil
 	})
-	must(t, err)
+	relMust(t, err)
 	return path
 }
 
 func newRelease(t *testing.T, cfg map[string]any) *Release {
 	r, err := NewRelease(cfg)
-	must(t, err)
+	relMust(t, err)
 	t.Cleanup(r.conn.Close)
 	return r
 }
 
 // versions of the ReplicaSets Deployment name owns, by revision.
 func replicaSetVersions(t *testing.T, ctx context.Context, k kubernetes.Interface, r *Release, name string) []string {
-	d, err := k.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-	must(t, err)
+	d, err := k.AppsV1().Deployments(relNS).Get(ctx, name, metav1.GetOptions{})
+	relMust(t, err)
 	rss, err := history(ctx, k, d)
-	must(t, err)
+	relMust(t, err)
 	var out []string
 	for i := range rss {
 		out = append(out, r.versionOf(&rss[i].Spec.Template))
@@ -146,8 +146,8 @@ func replicaSetVersions(t *testing.T, ctx context.Context, k kubernetes.Interfac
 }
 
 func readyPods(t *testing.T, ctx context.Context, k kubernetes.Interface, selector string) []string {
-	pods, err := k.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
-	must(t, err)
+	pods, err := k.CoreV1().Pods(relNS).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	relMust(t, err)
 	var out []string
 	for i := range pods.Items {
 		if podReady(&pods.Items[i]) && pods.Items[i].DeletionTimestamp == nil {
@@ -167,20 +167,20 @@ func TestReleaseOnCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	admin := c.Client()
-	lab(t, ctx, admin)
+	relLab(t, ctx, admin)
 
-	base := map[string]any{"namespace": ns, "deployment": "web", "rolloutTimeout": "1m"}
+	base := map[string]any{"namespace": relNS, "deployment": "web", "rolloutTimeout": "1m"}
 	rules, err := Rules(activities.CapRelease, base)
-	must(t, err)
-	cfg := map[string]any{"kubeconfig": worker(t, ctx, c, "release", rules)}
+	relMust(t, err)
+	cfg := map[string]any{"kubeconfig": relWorker(t, ctx, c, "release", rules)}
 	for k, v := range base {
 		cfg[k] = v
 	}
 	r := newRelease(t, cfg)
-	must(t, r.waitRollout(ctx, "web", 1, "the lab's Deployment web"))
+	relMust(t, r.waitRollout(ctx, "web", 1, "the lab's Deployment web"))
 
 	fs, err := r.Preflight(ctx)
-	must(t, err)
+	relMust(t, err)
 	checks := map[string]bool{}
 	for _, f := range fs {
 		checks[f.Check] = true
@@ -197,7 +197,7 @@ func TestReleaseOnCluster(t *testing.T) {
 	state := func() activities.ReleaseState {
 		t.Helper()
 		st, err := r.State(ctx)
-		must(t, err)
+		relMust(t, err)
 		return st
 	}
 	if st, want := state(), (activities.ReleaseState{Service: "web", Stable: "v1", Running: []string{"v1"}, Artifacts: []string{"v1"}}); !reflect.DeepEqual(st, want) {
@@ -206,10 +206,10 @@ func TestReleaseOnCluster(t *testing.T) {
 
 	// Deploy: the canary is Available when Deploy returns.
 	start := time.Now()
-	must(t, r.Deploy(ctx, "v2"))
+	relMust(t, r.Deploy(ctx, "v2"))
 	t.Logf("deploy v2: canary available in %s", time.Since(start).Round(time.Millisecond))
-	can, err := admin.AppsV1().Deployments(ns).Get(ctx, "web-canary", metav1.GetOptions{})
-	must(t, err)
+	can, err := admin.AppsV1().Deployments(relNS).Get(ctx, "web-canary", metav1.GetOptions{})
+	relMust(t, err)
 	if can.Status.AvailableReplicas != 1 || can.Spec.Template.Spec.Containers[0].Image != "lab.drillship.dev/web:v2" ||
 		can.Labels[LabelRole] != RoleCanary || can.Labels[LabelVersion] != "v2" || can.Labels[LabelManagedBy] != ManagedBy {
 		t.Errorf("canary: available %d, image %s, labels %v", can.Status.AvailableReplicas, can.Spec.Template.Spec.Containers[0].Image, can.Labels)
@@ -217,8 +217,8 @@ func TestReleaseOnCluster(t *testing.T) {
 	if got := readyPods(t, ctx, admin, "app=web,drillship.dev/role=canary"); !reflect.DeepEqual(got, []string{"v2"}) {
 		t.Errorf("ready canary pods by version = %v, want [v2]", got)
 	}
-	must(t, r.Deploy(ctx, "v2"))
-	if again, _ := admin.AppsV1().Deployments(ns).Get(ctx, "web-canary", metav1.GetOptions{}); again.Generation != can.Generation {
+	relMust(t, r.Deploy(ctx, "v2"))
+	if again, _ := admin.AppsV1().Deployments(relNS).Get(ctx, "web-canary", metav1.GetOptions{}); again.Generation != can.Generation {
 		t.Errorf("a second Deploy changed the canary: generation %d -> %d", can.Generation, again.Generation)
 	}
 	if st := state(); !reflect.DeepEqual(st.Running, []string{"v1", "v2"}) {
@@ -227,10 +227,10 @@ func TestReleaseOnCluster(t *testing.T) {
 
 	// Promote: the stable Deployment runs v2, its history holds v1 and v2.
 	start = time.Now()
-	must(t, r.Promote(ctx, "v2"))
+	relMust(t, r.Promote(ctx, "v2"))
 	t.Logf("promote v2: stable rolled out in %s", time.Since(start).Round(time.Millisecond))
-	st, err := admin.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
-	must(t, err)
+	st, err := admin.AppsV1().Deployments(relNS).Get(ctx, "web", metav1.GetOptions{})
+	relMust(t, err)
 	if st.Spec.Template.Spec.Containers[0].Image != "lab.drillship.dev/web:v2" || st.Spec.Template.Labels[LabelVersion] != "v2" ||
 		st.Spec.Template.Labels[LabelRole] != RoleStable || st.Status.AvailableReplicas != 4 || st.Status.UpdatedReplicas != 4 {
 		t.Errorf("stable after promote: image %s labels %v available %d", st.Spec.Template.Spec.Containers[0].Image, st.Spec.Template.Labels, st.Status.AvailableReplicas)
@@ -243,35 +243,35 @@ func TestReleaseOnCluster(t *testing.T) {
 	}
 
 	// Stop: the canary Deployment and its pods are gone; again is a no-op.
-	must(t, r.Stop(ctx, "v2"))
-	if _, err := admin.AppsV1().Deployments(ns).Get(ctx, "web-canary", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	relMust(t, r.Stop(ctx, "v2"))
+	if _, err := admin.AppsV1().Deployments(relNS).Get(ctx, "web-canary", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("canary after stop: %v, want not found", err)
 	}
-	if pods, _ := admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "drillship.dev/role=canary"}); len(pods.Items) != 0 {
+	if pods, _ := admin.CoreV1().Pods(relNS).List(ctx, metav1.ListOptions{LabelSelector: "drillship.dev/role=canary"}); len(pods.Items) != 0 {
 		t.Errorf("%d canary pods left after stop", len(pods.Items))
 	}
-	must(t, r.Stop(ctx, "v2"))
+	relMust(t, r.Stop(ctx, "v2"))
 
 	for _, v := range []string{"v3"} {
-		must(t, r.Deploy(ctx, v))
-		must(t, r.Promote(ctx, v))
-		must(t, r.Stop(ctx, v))
+		relMust(t, r.Deploy(ctx, v))
+		relMust(t, r.Promote(ctx, v))
+		relMust(t, r.Stop(ctx, v))
 	}
 	if st, want := state(), (activities.ReleaseState{Service: "web", Stable: "v3", Running: []string{"v3"}, Artifacts: []string{"v1", "v2", "v3"}}); !reflect.DeepEqual(st, want) {
 		t.Errorf("state after three versions = %+v, want %+v", st, want)
 	}
 
 	// Stop of another version leaves a canary alone.
-	must(t, r.Deploy(ctx, "v4"))
-	must(t, r.Stop(ctx, "v3"))
-	if _, err := admin.AppsV1().Deployments(ns).Get(ctx, "web-canary", metav1.GetOptions{}); err != nil {
+	relMust(t, r.Deploy(ctx, "v4"))
+	relMust(t, r.Stop(ctx, "v3"))
+	if _, err := admin.AppsV1().Deployments(relNS).Get(ctx, "web-canary", metav1.GetOptions{}); err != nil {
 		t.Errorf("Stop(v3) touched the v4 canary: %v", err)
 	}
-	must(t, r.Stop(ctx, "v4")) // v4 failed as a canary: no artifact of it
+	relMust(t, r.Stop(ctx, "v4")) // v4 failed as a canary: no artifact of it
 
 	// Prune keep 1: v3 and its rollback target v2 stay, v1 goes.
 	deleted, err := r.Prune(ctx, "v3", 1)
-	must(t, err)
+	relMust(t, err)
 	if !reflect.DeepEqual(deleted, []string{"v1"}) {
 		t.Errorf("pruned %v, want [v1]", deleted)
 	}
@@ -284,15 +284,15 @@ func TestReleaseOnCluster(t *testing.T) {
 
 	// A promotion whose rollout cannot finish (no node takes a pod) fails
 	// at the progress deadline and is set back to v3.
-	_, err = admin.AppsV1().Deployments(ns).Patch(ctx, "web", "application/merge-patch+json", []byte(`{"spec":{"progressDeadlineSeconds":3}}`), metav1.PatchOptions{})
-	must(t, err)
+	_, err = admin.AppsV1().Deployments(relNS).Patch(ctx, "web", "application/merge-patch+json", []byte(`{"spec":{"progressDeadlineSeconds":3}}`), metav1.PatchOptions{})
+	relMust(t, err)
 	nodes, err := admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	must(t, err)
+	relMust(t, err)
 	cordon := func(on bool) {
 		for _, n := range nodes.Items {
 			_, err := admin.CoreV1().Nodes().Patch(ctx, n.Name, "application/merge-patch+json",
 				[]byte(`{"spec":{"unschedulable":`+map[bool]string{true: "true", false: "null"}[on]+`}}`), metav1.PatchOptions{})
-			must(t, err)
+			relMust(t, err)
 		}
 	}
 	cordon(true)
@@ -303,15 +303,15 @@ func TestReleaseOnCluster(t *testing.T) {
 		t.Errorf("promote v5 = %v, want a permanent progress-deadline error that set web back to v3", err)
 	}
 	cordon(false)
-	st, err = admin.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
-	must(t, err)
+	st, err = admin.AppsV1().Deployments(relNS).Get(ctx, "web", metav1.GetOptions{})
+	relMust(t, err)
 	if st.Spec.Template.Spec.Containers[0].Image != "lab.drillship.dev/web:v3" || st.Spec.Template.Labels[LabelVersion] != "v3" || st.Annotations[annFailed] != "v5" {
 		t.Errorf("stable after the failed promotion: image %s, labels %v, annotations %v", st.Spec.Template.Spec.Containers[0].Image, st.Spec.Template.Labels, st.Annotations)
 	}
-	must(t, r.waitRollout(ctx, "web", st.Generation, "web back on v3"))
+	relMust(t, r.waitRollout(ctx, "web", st.Generation, "web back on v3"))
 	// v5 never served: pruning removes it and keeps v2 as v3's target.
 	deleted, err = r.Prune(ctx, "v3", 1)
-	must(t, err)
+	relMust(t, err)
 	if !reflect.DeepEqual(deleted, []string{"v5"}) {
 		t.Errorf("pruned after the failed promotion %v, want [v5]", deleted)
 	}
@@ -328,17 +328,17 @@ func TestPreflightOnCluster(t *testing.T) {
 	c := kube.StartTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	lab(t, ctx, c.Client())
+	relLab(t, ctx, c.Client())
 
-	base := map[string]any{"namespace": ns, "deployment": "bare", "preflight": map[string]any{"pdb": "refuse", "readinessProbe": "warn", "minReadySeconds": "warn"}}
+	base := map[string]any{"namespace": relNS, "deployment": "bare", "preflight": map[string]any{"pdb": "refuse", "readinessProbe": "warn", "minReadySeconds": "warn"}}
 	cfg := map[string]any{"kubeconfig": c.Kubeconfig}
 	for k, v := range base {
 		cfg[k] = v
 	}
 	r := newRelease(t, cfg)
-	must(t, r.waitRollout(ctx, "bare", 1, "Deployment bare"))
+	relMust(t, r.waitRollout(ctx, "bare", 1, "Deployment bare"))
 	fs, err := r.Preflight(ctx)
-	must(t, err)
+	relMust(t, err)
 	got := map[string]activities.Finding{}
 	for _, f := range fs {
 		if f.Check != "rbac" {
@@ -359,8 +359,8 @@ func TestPreflightOnCluster(t *testing.T) {
 	}
 
 	// Signals on the same objects.
-	s, err := NewSignals(map[string]any{"kubeconfig": c.Kubeconfig, "namespace": ns, "selector": "app=bare"})
-	must(t, err)
+	s, err := NewSignals(map[string]any{"kubeconfig": c.Kubeconfig, "namespace": relNS, "selector": "app=bare"})
+	relMust(t, err)
 	t.Cleanup(s.conn.Close)
 	for _, tc := range []struct {
 		q      activities.Query
@@ -374,7 +374,7 @@ func TestPreflightOnCluster(t *testing.T) {
 		{activities.Query{Metric: MetricReadyRatio, Scope: map[string]string{"version": "v9"}}, 0, true},
 	} {
 		got, err := s.Sample(ctx, tc.q)
-		must(t, err)
+		relMust(t, err)
 		if got.Value != tc.value || got.NoData != tc.noData || got.At == 0 {
 			t.Errorf("%s %v = %+v, want %g (no data %v)", tc.q.Metric, tc.q.Scope, got, tc.value, tc.noData)
 		}
@@ -382,17 +382,17 @@ func TestPreflightOnCluster(t *testing.T) {
 
 	// The worker's role lacks update on deployments: refused, naming it.
 	rules, err := Rules(activities.CapRelease, base)
-	must(t, err)
+	relMust(t, err)
 	for i := range rules {
 		if slices.Contains(rules[i].Resources, "deployments") {
 			rules[i].Verbs = slices.DeleteFunc(slices.Clone(rules[i].Verbs), func(v string) bool { return v == "update" })
 		}
 	}
 	rules = slices.DeleteFunc(rules, func(r activities.Rule) bool { return len(r.Verbs) == 0 })
-	cfg["kubeconfig"] = worker(t, ctx, c, "short", rules)
+	cfg["kubeconfig"] = relWorker(t, ctx, c, "short", rules)
 	r = newRelease(t, cfg)
 	fs, err = r.Preflight(ctx)
-	must(t, err)
+	relMust(t, err)
 	var denied []string
 	for _, f := range fs {
 		if f.Check == "rbac" && !f.OK {

@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -62,7 +63,7 @@ func TestParseRelease(t *testing.T) {
 	}
 }
 
-func deployment(name, image string, gen, observed int64, want, updated, total, available int32) *appsv1.Deployment {
+func relDeployment(name, image string, gen, observed int64, want, updated, total, available int32) *appsv1.Deployment {
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Generation: gen},
 		Spec: appsv1.DeploymentSpec{Replicas: &want, Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
@@ -73,7 +74,7 @@ func deployment(name, image string, gen, observed int64, want, updated, total, a
 }
 
 func TestRollout(t *testing.T) {
-	failed := deployment("web", "w:v2", 3, 3, 4, 1, 5, 4)
+	failed := relDeployment("web", "w:v2", 3, 3, 4, 1, 5, 4)
 	failed.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Reason: "ProgressDeadlineExceeded", Message: "too slow"}}
 	for _, tc := range []struct {
 		name    string
@@ -84,12 +85,12 @@ func TestRollout(t *testing.T) {
 		waiting string
 	}{
 		{"absent", nil, 1, false, "", "appear"},
-		{"written generation not observed", deployment("web", "w:v2", 2, 2, 4, 4, 4, 4), 3, false, "", "observe generation 3"},
-		{"cache behind the write", deployment("web", "w:v2", 3, 2, 4, 4, 4, 4), 2, false, "", "observe generation 3"},
-		{"updating", deployment("web", "w:v2", 3, 3, 4, 2, 5, 4), 3, false, "", "2 of 4 replicas updated"},
-		{"old pods left", deployment("web", "w:v2", 3, 3, 4, 4, 5, 4), 3, false, "", "1 old replicas"},
-		{"not yet available (minReadySeconds)", deployment("web", "w:v2", 3, 3, 4, 4, 4, 3), 3, false, "", "3 of 4 updated replicas available"},
-		{"done", deployment("web", "w:v2", 3, 3, 4, 4, 4, 4), 3, true, "", ""},
+		{"written generation not observed", relDeployment("web", "w:v2", 2, 2, 4, 4, 4, 4), 3, false, "", "observe generation 3"},
+		{"cache behind the write", relDeployment("web", "w:v2", 3, 2, 4, 4, 4, 4), 2, false, "", "observe generation 3"},
+		{"updating", relDeployment("web", "w:v2", 3, 3, 4, 2, 5, 4), 3, false, "", "2 of 4 replicas updated"},
+		{"old pods left", relDeployment("web", "w:v2", 3, 3, 4, 4, 5, 4), 3, false, "", "1 old replicas"},
+		{"not yet available (minReadySeconds)", relDeployment("web", "w:v2", 3, 3, 4, 4, 4, 3), 3, false, "", "3 of 4 updated replicas available"},
+		{"done", relDeployment("web", "w:v2", 3, 3, 4, 4, 4, 4), 3, true, "", ""},
 		{"progress deadline", failed, 3, false, "exceeded its progress deadline: too slow", ""},
 	} {
 		done, f, w := rollout(tc.d, tc.gen)
@@ -116,9 +117,9 @@ func replicaSet(version string, rev int, n int32, history ...string) appsv1.Repl
 
 func TestStateAndArtifacts(t *testing.T) {
 	r := &Release{cfg: ReleaseConfig{Deployment: "web", Canary: "web-canary"}}
-	st := deployment("web", "lab/web:v2", 5, 5, 4, 4, 4, 4)
+	st := relDeployment("web", "lab/web:v2", 5, 5, 4, 4, 4, 4)
 	st.Labels = map[string]string{"app": "web"}
-	can := deployment("web-canary", "lab/web:v4", 1, 1, 1, 1, 1, 0) // not ready yet: still running
+	can := relDeployment("web-canary", "lab/web:v4", 1, 1, 1, 1, 1, 0) // not ready yet: still running
 	// v1, v2 and v3 promoted in turn, then v2 again (a rollback by hand):
 	// v2's ReplicaSet moved to revision 4.
 	rss := []appsv1.ReplicaSet{replicaSet("v1", 1, 0), replicaSet("v3", 3, 0), replicaSet("v2", 4, 4, "2")}
@@ -156,7 +157,7 @@ func TestStateAndArtifacts(t *testing.T) {
 
 func TestCanaryFor(t *testing.T) {
 	r := &Release{cfg: ReleaseConfig{Deployment: "web", Canary: "web-canary", canaryReplicas: 2}}
-	st := deployment("web", "lab/web:v1", 1, 1, 4, 4, 4, 4)
+	st := relDeployment("web", "lab/web:v1", 1, 1, 4, 4, 4, 4)
 	st.Labels = map[string]string{"app": "web"}
 	st.Spec.MinReadySeconds = 2
 	st.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web", LabelRole: RoleStable}}
@@ -224,7 +225,7 @@ func TestRestartsAndReadyRatio(t *testing.T) {
 			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: st}}, ContainerStatuses: []corev1.ContainerStatus{cs}}}
 	}
 	p := population{what: "pods app=web",
-		deployments: []appsv1.Deployment{*deployment("web", "w:v1", 1, 1, 4, 4, 4, 3)},
+		deployments: []appsv1.Deployment{*relDeployment("web", "w:v1", 1, 1, 4, 4, 4, 3)},
 		pods:        []corev1.Pod{pod("a", true, 0, ""), pod("b", true, 1, ""), pod("c", false, 5, "CrashLoopBackOff"), pod("d", true, 0, "")}}
 	if s := restarts(p, 7); s.Value != 6 || s.Detail != "in CrashLoopBackOff: c" || s.At != 7 {
 		t.Errorf("restarts = %+v", s)
@@ -272,3 +273,72 @@ func TestRules(t *testing.T) {
 		t.Error("traffic rules: want an error")
 	}
 }
+
+// jsonNames lists the settings a struct decodes, embedded ones included.
+func jsonNames(t reflect.Type) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		switch {
+		case f.Anonymous:
+			out = append(out, jsonNames(f.Type)...)
+		case f.IsExported():
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func fieldNames(fs []activities.Field) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The declarations cannot drift from what the constructors decode.
+func TestDeclarationsMatchConfigs(t *testing.T) {
+	p := Provider()
+	for capability, cfg := range map[string]any{activities.CapRelease: ReleaseConfig{}, activities.CapSignals: SignalsConfig{}} {
+		d := p.Declare(capability)
+		if got, want := fieldNames(d.Config), jsonNames(reflect.TypeOf(cfg)); !slices.Equal(got, want) {
+			t.Errorf("%s: declared %v, decoded %v", capability, got, want)
+		}
+	}
+	for _, f := range p.Declare(activities.CapRelease).Config {
+		if f.Name == "preflight" {
+			if got, want := fieldNames(f.Fields), jsonNames(reflect.TypeOf(PreflightConfig{})); !slices.Equal(got, want) {
+				t.Errorf("preflight: declared %v, decoded %v", got, want)
+			}
+		}
+	}
+	var names []string
+	for _, m := range p.Declare(activities.CapSignals).Metrics {
+		names = append(names, m.Name)
+	}
+	if !slices.Equal(names, []string{MetricReadyRatio, MetricAvailableReplicas, MetricRestarts, MetricHPAAtMax}) {
+		t.Errorf("declared metrics %v", names)
+	}
+	good := map[string]any{"namespace": "web", "deployment": "web", "canaryReplicas": 2, "rolloutTimeout": "2m",
+		"preflight": map[string]any{"pdb": "refuse", "rolledOut": "off"}}
+	if probs := activities.CheckConfig(p.Declare(activities.CapRelease).Config, good); len(probs) > 0 {
+		t.Errorf("a good release config: %+v", probs)
+	}
+	if _, err := p.Release(good); err != nil {
+		t.Errorf("a good release config: %v", err)
+	}
+	bad := map[string]any{"deployment": "web", "preflight": map[string]any{"pdb": "sometimes"}}
+	if probs := activities.CheckConfig(p.Declare(activities.CapRelease).Config, bad); len(probs) != 1 || probs[0].Path != "preflight.pdb" {
+		t.Errorf("a bad preflight mode: %+v", probs)
+	}
+}
+
+var (
+	_ activities.Release     = (*Release)(nil)
+	_ activities.Preflighter = (*Release)(nil)
+	_ activities.Signals     = (*Signals)(nil)
+)
