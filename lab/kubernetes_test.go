@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -350,7 +351,9 @@ func TestServerWeights(t *testing.T) {
 }
 
 // TestLabUpDownKubernetesCLI runs `drillship lab up --kubernetes` and `lab
-// down` as a person would and checks that no process of the lab is left.
+// down` as a person would and checks that no process of the lab is left:
+// once with the lab host stopping the cluster itself, once with the host
+// killed, so that `lab down` stops the cluster from the PIDs in the state.
 func TestLabUpDownKubernetesCLI(t *testing.T) {
 	Require(t, PartAll|PartKubernetes)
 	dir, err := os.MkdirTemp("", "dslab-")
@@ -362,53 +365,70 @@ func TestLabUpDownKubernetesCLI(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/drillship/drillship").CombinedOutput(); err != nil {
 		t.Fatalf("build drillship: %v\n%s", err, out)
 	}
-	labDir := filepath.Join(dir, "lab")
-	run := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(bin, args...)
-		out, err := cmd.CombinedOutput()
+	for _, killHost := range []bool{false, true} {
+		labDir := filepath.Join(dir, fmt.Sprintf("lab-%v", killHost))
+		down := func() string {
+			t.Helper()
+			out, err := exec.Command(bin, "lab", "down", "--dir", labDir).CombinedOutput()
+			if err != nil {
+				t.Fatalf("lab down: %v\n%s", err, out)
+			}
+			return string(out)
+		}
+		start := time.Now()
+		out, err := exec.Command(bin, "lab", "up", "--kubernetes", "--dir", labDir, "--rps", "0").CombinedOutput()
 		if err != nil {
-			t.Fatalf("drillship %s: %v\n%s", strings.Join(args, " "), err, out)
+			t.Fatalf("lab up --kubernetes: %v\n%s", err, out)
 		}
-		return string(out)
-	}
-	start := time.Now()
-	out := run("lab", "up", "--kubernetes", "--dir", labDir, "--rps", "0")
-	up := time.Since(start)
-	st, err := Load(labDir)
-	if err != nil {
-		_ = exec.Command(bin, "lab", "down", "--dir", labDir).Run()
-		t.Fatal(err)
-	}
-	if st.Kubernetes == nil || !strings.Contains(out, "kubernetes") || !strings.Contains(out, st.Kubernetes.Kubeconfig) {
-		_ = exec.Command(bin, "lab", "down", "--dir", labDir).Run()
-		t.Fatalf("lab up --kubernetes printed:\n%s", out)
-	}
-	pids := append([]int{st.HostPID, st.HAProxy.PID, st.Prometheus.PID}, st.Kubernetes.PIDs...)
-	for _, pid := range pids {
-		if !alive(pid) {
-			t.Errorf("pid %d of the lab not running after lab up", pid)
+		up := time.Since(start)
+		st, err := Load(labDir)
+		if err != nil {
+			down()
+			t.Fatal(err)
 		}
-	}
-	t.Logf("lab up --kubernetes (all parts) returned in %s", up.Round(time.Millisecond))
-	start = time.Now()
-	run("lab", "down", "--dir", labDir)
-	t.Logf("lab down in %s", time.Since(start).Round(time.Millisecond))
-	for _, pid := range pids {
-		if alive(pid) {
-			t.Errorf("pid %d still running after lab down", pid)
+		if st.Kubernetes == nil || !strings.Contains(string(out), "kubernetes") || !strings.Contains(string(out), "KUBECONFIG="+st.Kubernetes.Kubeconfig) {
+			down()
+			t.Fatalf("lab up --kubernetes printed:\n%s", out)
 		}
-	}
-	// Anything else started for this lab would name its directory.
-	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "haproxy", "prometheus", "postgres"} {
-		out, _ := exec.Command("pgrep", "-af", name).Output()
-		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-			if strings.Contains(line, labDir) {
-				t.Errorf("left running after lab down: %s", line)
+		pids := append([]int{st.HostPID, st.HAProxy.PID, st.Prometheus.PID, st.Postgres.Nodes[0].PID(), st.Postgres.Nodes[1].PID()}, st.Kubernetes.PIDs...)
+		for _, pid := range pids {
+			if !alive(pid) {
+				t.Errorf("pid %d of the lab not running after lab up", pid)
 			}
 		}
-	}
-	if _, err := os.Stat(filepath.Join(labDir, StateFile)); !os.IsNotExist(err) {
-		t.Errorf("state file still there after lab down: %v", err)
+		t.Logf("lab up --kubernetes (all parts) returned in %s", up.Round(time.Millisecond))
+		if killHost {
+			if err := syscall.Kill(st.HostPID, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			if !waitDead(st.HostPID, 10*time.Second) {
+				t.Fatalf("host %d outlived SIGKILL", st.HostPID)
+			}
+			for _, pid := range st.Kubernetes.PIDs {
+				if !alive(pid) {
+					t.Fatalf("cluster pid %d ended with its host: then lab down has nothing left to show", pid)
+				}
+			}
+		}
+		start = time.Now()
+		down()
+		t.Logf("lab down (host killed first: %v) in %s", killHost, time.Since(start).Round(time.Millisecond))
+		for _, pid := range pids {
+			if alive(pid) {
+				t.Errorf("pid %d still running after lab down", pid)
+			}
+		}
+		// Anything else started for this lab names its directory.
+		for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "haproxy", "prometheus", "postgres"} {
+			out, _ := exec.Command("pgrep", "-af", name).Output()
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				if strings.Contains(line, labDir) {
+					t.Errorf("left running after lab down: %s", line)
+				}
+			}
+		}
+		if _, err := os.Stat(filepath.Join(labDir, StateFile)); !os.IsNotExist(err) {
+			t.Errorf("state file still there after lab down: %v", err)
+		}
 	}
 }
