@@ -87,14 +87,19 @@ const (
 
 // auditPolicy records every write at Metadata level (who, what, verb,
 // response code) and nothing else, so benches can count a client's writes.
-// Node lease renewals (kwok's heartbeats, several a second) are left out:
-// they are nobody's client traffic and would swamp the file.
+// Heartbeats (kwok's node status every few seconds, the system leases) are
+// left out: they are nobody's client traffic and would swamp the file.
 const auditPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
 - level: None
-  namespaces: ["kube-node-lease"]
+  users: ["` + userKwok + `"]
+  resources:
+  - group: ""
+    resources: ["nodes/status"]
+- level: None
+  namespaces: ["kube-node-lease", "kube-system"]
   resources:
   - group: coordination.k8s.io
     resources: ["leases"]
@@ -249,9 +254,10 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		"--config="+stagesPath(),
 		"--manage-nodes-with-annotation-selector="+KwokAnnotation+"="+KwokAnnotationFake,
 		"--node-ip=127.0.0.1",
-		// Leases renewed every 2 s (a quarter of this), well inside the
-		// controller-manager's 8 s grace.
-		"--node-lease-duration-seconds=8",
+		// No node leases: kwok would renew them for a node that lost its
+		// annotation. The stages' status heartbeats (which need the
+		// annotation) keep nodes Ready instead.
+		"--node-lease-duration-seconds=0",
 	); err != nil {
 		return c, err
 	}
