@@ -191,6 +191,9 @@ type split struct {
 	resolved bool
 	reason   gwv1.RouteConditionReason
 	message  string
+	// skipped counts rules with header, query or method matches, which
+	// this data plane does not route.
+	skipped int
 }
 
 // compute splits each backendRef's weight over its Service's Ready pods by
@@ -201,6 +204,7 @@ func (d *dataPlane) compute(rt *gwv1.HTTPRoute) split {
 	var problems []string
 	for _, rule := range rt.Spec.Rules {
 		if conditional(rule) {
+			s.skipped++
 			continue
 		}
 		for _, ref := range rule.BackendRefs {
@@ -431,9 +435,13 @@ func (d *dataPlane) setParent(rt *gwv1.HTTPRoute, s split) {
 		i = len(rt.Status.Parents) - 1
 	}
 	p := &rt.Status.Parents[i]
+	msg := "weights applied to the lab HAProxy"
+	if s.skipped > 0 {
+		msg += fmt.Sprintf(" (%d rule(s) with header, query or method matches not routed: the lab HAProxy balances by weight only)", s.skipped)
+	}
 	meta.SetStatusCondition(&p.Conditions, metav1.Condition{
 		Type: string(gwv1.RouteConditionAccepted), Status: metav1.ConditionTrue, Reason: string(gwv1.RouteReasonAccepted),
-		Message: "weights applied to the lab HAProxy", ObservedGeneration: rt.Generation,
+		Message: msg, ObservedGeneration: rt.Generation,
 	})
 	resolved := metav1.ConditionTrue
 	if !s.resolved {
@@ -443,6 +451,51 @@ func (d *dataPlane) setParent(rt *gwv1.HTTPRoute, s split) {
 		Type: string(gwv1.RouteConditionResolvedRefs), Status: resolved, Reason: string(s.reason),
 		Message: s.message, ObservedGeneration: rt.Generation,
 	})
+}
+
+// acceptGateway reports, once at start, that the lab's data plane serves
+// GatewayClass class and Gateway ns/name at addr (the HAProxy frontend's
+// IP), as a Gateway controller would: kubectl and preflights then see
+// them Accepted and Programmed rather than waiting for a controller.
+func acceptGateway(ctx context.Context, gw gatewayclient.Interface, class, ns, name, addr string) error {
+	err := kretry.RetryOnConflict(kretry.DefaultRetry, func() error {
+		gc, err := gw.GatewayV1().GatewayClasses().Get(ctx, class, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		meta.SetStatusCondition(&gc.Status.Conditions, metav1.Condition{
+			Type: string(gwv1.GatewayClassConditionStatusAccepted), Status: metav1.ConditionTrue,
+			Reason: string(gwv1.GatewayClassReasonAccepted), Message: "served by the drillship lab's data plane", ObservedGeneration: gc.Generation,
+		})
+		_, err = gw.GatewayV1().GatewayClasses().UpdateStatus(ctx, gc, metav1.UpdateOptions{FieldManager: "drillship-lab-data-plane"})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("lab: data plane: GatewayClass %s status: %w", class, err)
+	}
+	err = kretry.RetryOnConflict(kretry.DefaultRetry, func() error {
+		g, err := gw.GatewayV1().Gateways(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		ip := gwv1.IPAddressType
+		g.Status.Addresses = []gwv1.GatewayStatusAddress{{Type: &ip, Value: addr}}
+		for _, c := range []struct{ typ, reason string }{
+			{string(gwv1.GatewayConditionAccepted), string(gwv1.GatewayReasonAccepted)},
+			{string(gwv1.GatewayConditionProgrammed), string(gwv1.GatewayReasonProgrammed)},
+		} {
+			meta.SetStatusCondition(&g.Status.Conditions, metav1.Condition{
+				Type: c.typ, Status: metav1.ConditionTrue, Reason: c.reason,
+				Message: "the lab HAProxy's frontend", ObservedGeneration: g.Generation,
+			})
+		}
+		_, err = gw.GatewayV1().Gateways(ns).UpdateStatus(ctx, g, metav1.UpdateOptions{FieldManager: "drillship-lab-data-plane"})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("lab: data plane: Gateway %s/%s status: %w", ns, name, err)
+	}
+	return nil
 }
 
 // state returns the last applied state and a channel closed at the next apply.

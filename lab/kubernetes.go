@@ -34,8 +34,10 @@ const (
 	KubeDeployment = "web"
 	KubeRoute      = "web"
 	KubeGateway    = "web"
-	KubeStable     = "web-stable" // Service of the stable pods
-	KubeCanary     = "web-canary" // Service of the canary pods (and the canary Deployment)
+	// KubeGatewayClass is the class whose controller is the lab's data plane.
+	KubeGatewayClass = "drillship-lab"
+	KubeStable       = "web-stable" // Service of the stable pods
+	KubeCanary       = "web-canary" // Service of the canary pods (and the canary Deployment)
 )
 
 // KubernetesInfo is the lab's cluster: where to reach it and what to stop.
@@ -239,6 +241,9 @@ func (l *Lab) upKubernetes(ctx context.Context, o Options) error {
 		return fmt.Errorf("lab: kubernetes: applying the lab's objects: %w", err)
 	}
 	if err := waitAvailable(ctx, kc, KubeNamespace, KubeDeployment, 2*time.Minute); err != nil {
+		return err
+	}
+	if err := acceptGateway(ctx, gw, KubeGatewayClass, KubeNamespace, KubeGateway, "127.0.0.1"); err != nil {
 		return err
 	}
 	h := weightSetter{socket: l.HAProxy.Socket, backend: l.HAProxy.Backend, servers: l.HAProxy.Servers}

@@ -211,6 +211,13 @@ func TestKubernetesLabRoutesRealRequests(t *testing.T) {
 	if p := routeParent(t, gw); len(p.Conditions) == 0 {
 		t.Fatalf("route parent status without conditions: %+v", p)
 	}
+	g, err := gw.GatewayV1().Gateways(KubeNamespace).Get(ctx, KubeGateway, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !meta.IsStatusConditionTrue(g.Status.Conditions, string(gwv1.GatewayConditionProgrammed)) {
+		t.Fatalf("Gateway %s not Programmed: %+v", KubeGateway, g.Status.Conditions)
+	}
 
 	// A canary Deployment at v2 behind Service web-canary.
 	web, err := kc.AppsV1().Deployments(KubeNamespace).Get(ctx, KubeDeployment, metav1.GetOptions{})
