@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -95,6 +96,7 @@ type faultLab struct {
 	c    *kube.Cluster
 	kube kubeclient.Interface
 	f    *Faults
+	last string // what the last wait saw, for its timeout's message
 }
 
 func TestFaultsOnCluster(t *testing.T) {
@@ -203,7 +205,7 @@ func (l *faultLab) until(t *testing.T, lw cache.ListerWatcher, obj runtime.Objec
 		select {
 		case <-changed:
 		case <-timeout:
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s; last seen: %s", what, l.last)
 		}
 	}
 }
@@ -295,6 +297,9 @@ func (l *faultLab) zoneDown(t *testing.T) {
 			for _, name := range kube.Nodes["zone-a"] {
 				n := m[name]
 				if n == nil || !n.Spec.Unschedulable || nodeReady(n) || n.Annotations[AnnKwokNode] != "" || !hasTaint(n, TaintZoneDown) {
+					if n != nil {
+						l.last = fmt.Sprintf("%s: unschedulable=%v ready=%v annotations=%v taints=%v conditions=%v", name, n.Spec.Unschedulable, nodeReady(n), n.Annotations, n.Spec.Taints, n.Status.Conditions)
+					}
 					return false
 				}
 			}
