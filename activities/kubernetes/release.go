@@ -322,7 +322,7 @@ func (r *Release) Deploy(ctx context.Context, version string) error {
 	if err != nil {
 		return err
 	}
-	return r.waitRollout(ctx, r.cfg.Canary, gen, "the canary "+version)
+	return r.waitRollout(ctx, r.cfg.Canary, gen, version, "the canary "+version)
 }
 
 // canaryCurrent reports whether the canary already is what Deploy wants.
@@ -377,7 +377,7 @@ func (r *Release) Promote(ctx context.Context, version string) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.rolloutTimeout)
 	defer cancel()
-	err = r.waitRollout(wctx, r.cfg.Deployment, gen, "the promotion to "+version)
+	err = r.waitRollout(wctx, r.cfg.Deployment, gen, version, "the promotion to "+version)
 	if err == nil || ctx.Err() != nil {
 		return err // done, or the activity itself ends: a retry waits again
 	}

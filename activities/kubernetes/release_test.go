@@ -177,7 +177,7 @@ func TestReleaseOnCluster(t *testing.T) {
 		cfg[k] = v
 	}
 	r := newRelease(t, cfg)
-	relMust(t, r.waitRollout(ctx, "web", 1, "the lab's Deployment web"))
+	relMust(t, r.waitRollout(ctx, "web", 1, "", "the lab's Deployment web"))
 
 	fs, err := r.Preflight(ctx)
 	relMust(t, err)
@@ -308,7 +308,7 @@ func TestReleaseOnCluster(t *testing.T) {
 	if st.Spec.Template.Spec.Containers[0].Image != "lab.drillship.dev/web:v3" || st.Spec.Template.Labels[LabelVersion] != "v3" || st.Annotations[annFailed] != "v5" {
 		t.Errorf("stable after the failed promotion: image %s, labels %v, annotations %v", st.Spec.Template.Spec.Containers[0].Image, st.Spec.Template.Labels, st.Annotations)
 	}
-	relMust(t, r.waitRollout(ctx, "web", st.Generation, "web back on v3"))
+	relMust(t, r.waitRollout(ctx, "web", st.Generation, "", "web back on v3"))
 	// v5 never served: pruning removes it and keeps v2 as v3's target.
 	deleted, err = r.Prune(ctx, "v3", 1)
 	relMust(t, err)
@@ -336,7 +336,7 @@ func TestPreflightOnCluster(t *testing.T) {
 		cfg[k] = v
 	}
 	r := newRelease(t, cfg)
-	relMust(t, r.waitRollout(ctx, "bare", 1, "Deployment bare"))
+	relMust(t, r.waitRollout(ctx, "bare", 1, "", "Deployment bare"))
 	fs, err := r.Preflight(ctx)
 	relMust(t, err)
 	got := map[string]activities.Finding{}
@@ -405,5 +405,58 @@ func TestPreflightOnCluster(t *testing.T) {
 	want2 := []string{"the worker may not update deployments bare in namespace web", "the worker may not update deployments bare-canary in namespace web"}
 	if !reflect.DeepEqual(denied, want2) {
 		t.Errorf("rbac denials = %q, want %q", denied, want2)
+	}
+}
+
+// TestCrashLoopFailsFast: a promotion whose new pods crash-loop fails as
+// soon as a pod says so, long before minReadySeconds or the progress
+// deadline would, naming the pod, and is set back.
+func TestCrashLoopFailsFast(t *testing.T) {
+	c := kube.StartTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin := c.Client()
+	relLab(t, ctx, admin)
+	slow := webDeployment("slow", true)
+	slow.Spec.MinReadySeconds = 60 // nothing turns available within the test
+	_, err := admin.AppsV1().Deployments(relNS).Create(ctx, slow, metav1.CreateOptions{})
+	relMust(t, err)
+	r := newRelease(t, map[string]any{"kubeconfig": c.Kubeconfig, "namespace": relNS, "deployment": "slow", "rolloutTimeout": "1m"})
+
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- r.Promote(ctx, "v2") }()
+	// kwok runs the v2 pod; the test then says its container crash-loops,
+	// as a kubelet would.
+	var crashed string
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		pods, err := admin.CoreV1().Pods(relNS).List(ctx, metav1.ListOptions{LabelSelector: "app=slow,drillship.dev/version=v2"})
+		if err != nil || len(pods.Items) == 0 || pods.Items[0].Status.Phase != corev1.PodRunning {
+			return false, nil
+		}
+		p := pods.Items[0]
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "web", Image: "lab.drillship.dev/web:v2", RestartCount: 3,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 40s restarting failed container"}}}}
+		if _, err := admin.CoreV1().Pods(relNS).UpdateStatus(ctx, &p, metav1.UpdateOptions{}); err != nil {
+			return false, nil
+		}
+		crashed = p.Name
+		return true, nil
+	})
+	relMust(t, err)
+	err = <-done
+	took := time.Since(start)
+	t.Logf("promote v2 with %s crash-looping: %v after %s", crashed, err, took.Round(time.Millisecond))
+	if err == nil || !strings.Contains(err.Error(), "pod "+crashed+": container web is in CrashLoopBackOff (3 restarts)") ||
+		!strings.Contains(err.Error(), "set back to v1") || !activities.IsPermanent(err) {
+		t.Errorf("promote = %v, want a permanent error naming %s in CrashLoopBackOff, set back to v1", err, crashed)
+	}
+	if took > 20*time.Second {
+		t.Errorf("took %s: the crash loop should end the wait at once", took)
+	}
+	st, err := admin.AppsV1().Deployments(relNS).Get(ctx, "slow", metav1.GetOptions{})
+	relMust(t, err)
+	if img := st.Spec.Template.Spec.Containers[0].Image; img != "lab.drillship.dev/web:v1" || st.Annotations[annFailed] != "v2" {
+		t.Errorf("slow after the failed promotion: image %s, annotations %v", img, st.Annotations)
 	}
 }

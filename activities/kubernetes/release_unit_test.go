@@ -342,3 +342,26 @@ var (
 	_ activities.Preflighter = (*Release)(nil)
 	_ activities.Signals     = (*Signals)(nil)
 )
+
+func TestStuckPod(t *testing.T) {
+	pod := func(name string, reason string, restarts int32) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		cs := corev1.ContainerStatus{Name: "web", RestartCount: restarts}
+		if reason != "" {
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: "m"}
+		}
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
+		return p
+	}
+	if stuck, slow := stuckPod([]*corev1.Pod{pod("a", "", 0), pod("b", "ImagePullBackOff", 0), pod("c", "ContainerCreating", 0)}); stuck != "" || slow != "b ImagePullBackOff" {
+		t.Errorf("slow pods: %q, %q", stuck, slow)
+	}
+	if stuck, _ := stuckPod([]*corev1.Pod{pod("a", "", 0), pod("b", "CrashLoopBackOff", 4)}); stuck != "pod b: container web is in CrashLoopBackOff (4 restarts): m" {
+		t.Errorf("crash loop: %q", stuck)
+	}
+	gone := pod("d", "CrashLoopBackOff", 1)
+	gone.DeletionTimestamp = &metav1.Time{}
+	if stuck, _ := stuckPod([]*corev1.Pod{gone}); stuck != "" {
+		t.Errorf("a terminating pod counted: %q", stuck)
+	}
+}

@@ -3,13 +3,17 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/drillship/drillship/activities"
@@ -49,10 +53,39 @@ func rollout(d *appsv1.Deployment, gen int64) (done bool, failed, waiting string
 	return true, "", ""
 }
 
+// stuckReasons are container waiting reasons no wait ends: the version
+// itself is broken. (ImagePullBackOff is not one of them: a registry may
+// come back; the progress deadline decides.)
+var stuckReasons = map[string]bool{"CrashLoopBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true}
+
+// stuckPod names a pod of the version whose container cannot start and
+// why, "" when none; slow pods (image pulls, probes) are in waiting.
+func stuckPod(pods []*corev1.Pod) (stuck, waiting string) {
+	var slow []string
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+			w := cs.State.Waiting
+			switch {
+			case w == nil:
+			case stuckReasons[w.Reason]:
+				return fmt.Sprintf("pod %s: container %s is in %s (%d restarts): %s", p.Name, cs.Name, w.Reason, cs.RestartCount, w.Message), ""
+			case w.Reason != "ContainerCreating" && w.Reason != "PodInitializing":
+				slow = append(slow, p.Name+" "+w.Reason)
+			}
+		}
+	}
+	sort.Strings(slow)
+	return "", strings.Join(slow, ", ")
+}
+
 // waitRollout watches Deployment name until its rollout of generation gen
-// is done. A failed rollout is a permanent error; what stands when ctx
+// is done. A failed rollout (its progress deadline passed, or a pod of
+// version that cannot start) is a permanent error; what stands when ctx
 // ends is in the error.
-func (r *Release) waitRollout(ctx context.Context, name string, gen int64, what string) error {
+func (r *Release) waitRollout(ctx context.Context, name string, gen int64, version, what string) error {
 	f, err := r.conn.Informers()
 	if err != nil {
 		return err
@@ -61,12 +94,13 @@ func (r *Release) waitRollout(ctx context.Context, name string, gen int64, what 
 	if err != nil {
 		return err
 	}
-	inf := f.Apps().V1().Deployments()
-	return watchUntil(ctx, r.conn, inf.Informer(), func(obj any) bool {
+	deps, pods := f.Apps().V1().Deployments(), f.Core().V1().Pods()
+	named := func(obj any) bool {
 		d, ok := obj.(*appsv1.Deployment)
 		return ok && d.Name == name
-	}, func() (bool, string, error) {
-		d, err := inf.Lister().Deployments(ns).Get(name)
+	}
+	return watchUntil(ctx, r.conn, []source{{deps.Informer(), named}, {pods.Informer(), nil}}, func() (bool, string, error) {
+		d, err := deps.Lister().Deployments(ns).Get(name)
 		if apierrors.IsNotFound(err) {
 			d, err = nil, nil
 		}
@@ -74,6 +108,25 @@ func (r *Release) waitRollout(ctx context.Context, name string, gen int64, what 
 			return false, "", err
 		}
 		done, failed, waiting := rollout(d, gen)
+		if failed == "" && !done && d != nil && version != "" {
+			sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+			if err != nil {
+				return false, "", activities.Permanent(fmt.Errorf("kubernetes: Deployment %s: selector: %w", name, err))
+			}
+			req, err := labels.NewRequirement(LabelVersion, selection.Equals, []string{version})
+			if err != nil {
+				return false, "", activities.Permanent(err)
+			}
+			ps, err := pods.Lister().Pods(ns).List(sel.Add(*req))
+			if err != nil {
+				return false, "", err
+			}
+			stuck, slow := stuckPod(ps)
+			failed = stuck
+			if slow != "" {
+				waiting += "; " + slow
+			}
+		}
 		if failed != "" {
 			return false, "", activities.Permanent(fmt.Errorf("kubernetes: %s failed: %s", what, failed))
 		}
@@ -96,7 +149,7 @@ func (r *Release) waitPodsGone(ctx context.Context, sel labels.Selector, what st
 		return err
 	}
 	inf := f.Core().V1().Pods()
-	return watchUntil(ctx, r.conn, inf.Informer(), nil, func() (bool, string, error) {
+	return watchUntil(ctx, r.conn, []source{{inf.Informer(), nil}}, func() (bool, string, error) {
 		pods, err := inf.Lister().Pods(ns).List(sel)
 		if err != nil {
 			return false, "", err
@@ -114,31 +167,39 @@ func (r *Release) waitPodsGone(ctx context.Context, sel labels.Selector, what st
 	}, what+" to be gone")
 }
 
-// watchUntil evaluates check on the informer's cache now and after every
-// event on an object that concerns it (all, when concerns is nil), until
-// check says done or fails, or ctx ends. Inside an activity it heartbeats
-// the wait's state meanwhile.
-func watchUntil(ctx context.Context, conn *kubeconn.Conn, inf cache.SharedIndexInformer, concerns func(any) bool,
+// source is an informer whose events wake a wait: those on objects that
+// concern it (all, when concerns is nil).
+type source struct {
+	inf      cache.SharedIndexInformer
+	concerns func(any) bool
+}
+
+// watchUntil evaluates check on the informers' caches now and after every
+// event of a source, until check says done or fails, or ctx ends. Inside
+// an activity it heartbeats the wait's state meanwhile.
+func watchUntil(ctx context.Context, conn *kubeconn.Conn, sources []source,
 	check func() (done bool, state string, err error), what string) error {
 	changed := make(chan struct{}, 1)
-	poke := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		if concerns == nil || concerns(obj) {
-			select {
-			case changed <- struct{}{}:
-			default:
+	for _, src := range sources {
+		poke := func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if src.concerns == nil || src.concerns(obj) {
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
 			}
 		}
+		reg, err := src.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: poke, UpdateFunc: func(_, obj any) { poke(obj) }, DeleteFunc: poke,
+		})
+		if err != nil {
+			return fmt.Errorf("kubernetes: watching: %w", err)
+		}
+		defer func() { _ = src.inf.RemoveEventHandler(reg) }()
 	}
-	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: poke, UpdateFunc: func(_, obj any) { poke(obj) }, DeleteFunc: poke,
-	})
-	if err != nil {
-		return fmt.Errorf("kubernetes: watching: %w", err)
-	}
-	defer func() { _ = inf.RemoveEventHandler(reg) }()
 	if err := conn.Start(ctx); err != nil {
 		return err
 	}
