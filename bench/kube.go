@@ -94,8 +94,10 @@ func (r *runner) kubernetes(ctx context.Context, s *Section) {
 		"Prometheus. Both tools run the same canary: steps %s then 100%%, the same error-ratio query by version label "+
 		"(window %s, a sample fails above %g, the judgement fails on failed sample %d), sampled every %s. %s answers 500 at "+
 		"rate %g; good versions alternate v3 and v1. %d runs of each kind per tool. "+
-		"drillship: the embedded Temporal server and an in-process worker with the shipped providers (kubernetes release, "+
-		"gateway-api traffic, prometheus analysis), shifting HTTPRoute weights between web-stable and web-canary. "+
+		"drillship: the shipped deploys/k8s-canary.yaml (with these steps, interval and a bake of 1s) through the embedded "+
+		"Temporal server and an in-process worker with the shipped providers (kubernetes release, gateway-api traffic, the "+
+		"lab's Prometheus for analysis), shifting HTTPRoute weights between web-stable and web-canary; its query also has "+
+		"a baseline comparison and a minimum request count, which Argo's template lacks. "+
 		"Argo Rollouts %s: its controller built from the module proxy, a Rollout of %d replicas with background analysis "+
 		"from the first pause; without a traffic router (its Gateway API support is a plugin binary fetched from the "+
 		"network) it shifts by replicas, and HTTPRoute web sends all traffic to its Service, so the data plane splits by "+
@@ -169,6 +171,9 @@ func (r *runner) kubernetes(ctx context.Context, s *Section) {
 func figures(s *Section, tool string, m *kubeMeasure) {
 	s.add(tool+": failing sample to all traffic on stable, median", Median(m.backMs), "ms")
 	s.add(tool+": failing sample to all traffic on stable, max", Percentile(m.backMs, 100), "ms")
+	if m.extraMs != nil {
+		s.add(tool+": time to rollback as its DeployResult reports it (weights read back), median", Median(m.extraMs), "ms")
+	}
 	s.add(tool+": start to all traffic on the new version, median", Median(m.promoteMs), "ms")
 	s.add(tool+": API writes per bad-version run, median", Median(m.badWrites), "writes")
 	s.add(tool+": API writes per promotion, median", Median(m.goodWrite), "writes")
@@ -274,7 +279,7 @@ func (e *kubeEnv) drillshipSpec(reg *activities.Registry, kubeconfig string) (*d
 		origin = "a spec built in the bench (deploys/k8s-canary.yaml not loadable: " + err.Error() + ")"
 		maxErr := kubeMax
 		spec = &deploys.Spec{
-			Service: "web", Environment: "lab-k8s",
+			Service: "web", Environment: "lab-k8s", TrafficKeys: "role",
 			Release: activities.Target{Provider: "kubernetes", Config: map[string]any{
 				"namespace": lab.KubeNamespace, "deployment": lab.KubeDeployment, "canary": lab.KubeCanary}},
 			Traffic: activities.Target{Provider: "gateway-api", Config: map[string]any{
@@ -300,8 +305,11 @@ func (e *kubeEnv) drillshipSpec(reg *activities.Registry, kubeconfig string) (*d
 		t.Config["kubeconfig"] = kubeconfig
 		delete(t.Config, "context")
 	}
-	if spec.Analysis.Provider == "prometheus" {
+	switch spec.Analysis.Provider {
+	case "prometheus":
 		spec.Analysis.Config = map[string]any{"url": prom}
+	case "lab": // the lab's Prometheus, found through this lab's state file
+		spec.Analysis.Config = e.l.Settings()["lab"]
 	}
 	spec.Analysis.Interval = specfile.Duration(kubeInterval)
 	spec.Analysis.FailureLimit = kubeFailLimit
