@@ -112,15 +112,33 @@ rules:
 // 127.0.0.1 with free ports, creates the four kwok nodes and waits for them
 // Ready, installs the Gateway API CRDs and waits for them Established, and
 // writes Dir/kubeconfig. On error whatever started is stopped.
-func Start(ctx context.Context, o Options) (c *Cluster, err error) {
+func Start(ctx context.Context, o Options) (*Cluster, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	c, err := start(ctx, o)
+	if errors.Is(err, errPortTaken) {
+		// A free port chosen here was taken by someone else before our
+		// server bound it: start afresh on new ports.
+		o.Logger.Warn("kube: a port was taken while starting; retrying", "err", err)
+		if rmErr := os.RemoveAll(filepath.Join(o.Dir, "etcd")); rmErr != nil {
+			return nil, errors.Join(err, rmErr)
+		}
+		c, err = start(ctx, o)
+	}
+	return c, err
+}
+
+// errPortTaken marks a start that failed because a process could not bind
+// its port.
+var errPortTaken = errors.New("port already in use")
+
+func start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if o.Dir == "" {
 		return nil, errors.New("kube: Options.Dir is required")
 	}
 	if m := Missing(); len(m) > 0 {
 		return nil, fmt.Errorf("kube: missing in %s: %s (run `go run . lab build`)", Dir(), strings.Join(m, ", "))
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
 	}
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
@@ -215,6 +233,9 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		// Pods leave a lost node seconds after it goes NotReady.
 		"--default-not-ready-toleration-seconds=2",
 		"--default-unreachable-toleration-seconds=2",
+		// Close clients' watches at shutdown instead of waiting out the
+		// request timeout (60 s) for them.
+		"--shutdown-watch-termination-grace-period=1s",
 	); err != nil {
 		return c, err
 	}
@@ -355,7 +376,13 @@ func (c *Cluster) waitHTTP(ctx context.Context, name, url string, pool *x509.Cer
 			last = err.Error()
 		}
 		if p != nil && p.exited() {
-			return fmt.Errorf("kube: %s exited while starting (see %s): %s", name, filepath.Join(c.Dir, "logs", name+".log"), tailLog(filepath.Join(c.Dir, "logs", name+".log")))
+			logPath := filepath.Join(c.Dir, "logs", name+".log")
+			tail := tailLog(logPath)
+			err := fmt.Errorf("kube: %s exited while starting (see %s): %s", name, logPath, tail)
+			if strings.Contains(tail, "address already in use") {
+				err = fmt.Errorf("%w (%w)", err, errPortTaken)
+			}
+			return err
 		}
 		select {
 		case <-ctx.Done():
