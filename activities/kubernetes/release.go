@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"go.temporal.io/sdk/activity"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -202,8 +203,21 @@ func (r *Release) state(st, can *appsv1.Deployment, rss []appsv1.ReplicaSet) act
 	return out
 }
 
-// canaryFor builds the canary Deployment of version from the stable one.
-func (r *Release) canaryFor(st *appsv1.Deployment, version string) (*appsv1.Deployment, error) {
+// AnnDeploy names, on the canary and the stable Deployment, the deploy
+// (workflow id) that last deployed or promoted them.
+const AnnDeploy = "drillship.dev/deploy"
+
+// deployID is the workflow id of the activity running ctx ("" outside one).
+func deployID(ctx context.Context) string {
+	if !activity.IsActivity(ctx) {
+		return ""
+	}
+	return activity.GetInfo(ctx).WorkflowExecution.ID
+}
+
+// canaryFor builds the canary Deployment of version from the stable one,
+// marked with the deploy that asks for it.
+func (r *Release) canaryFor(st *appsv1.Deployment, version, deploy string) (*appsv1.Deployment, error) {
 	ci, err := containerIndex(r.cfg.Container, "Deployment "+st.Name, &st.Spec.Template)
 	if err != nil {
 		return nil, err
@@ -246,7 +260,7 @@ func (r *Release) canaryFor(st *appsv1.Deployment, version string) (*appsv1.Depl
 	n := r.cfg.canaryReplicas
 	var history int32 // its old ReplicaSets are no artifacts: the stable's history is
 	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: r.cfg.Canary, Namespace: st.Namespace, Labels: lbl},
+		ObjectMeta: metav1.ObjectMeta{Name: r.cfg.Canary, Namespace: st.Namespace, Labels: lbl, Annotations: deployAnn(nil, deploy)},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &n, Selector: sel, Template: *tmpl,
 			Strategy: st.Spec.Strategy, MinReadySeconds: st.Spec.MinReadySeconds,
@@ -273,7 +287,7 @@ func (r *Release) Deploy(ctx context.Context, version string) error {
 		if err != nil {
 			return err
 		}
-		want, err := r.canaryFor(st, version)
+		want, err := r.canaryFor(st, version, deployID(ctx))
 		if err != nil {
 			return err
 		}
@@ -306,6 +320,7 @@ func (r *Release) Deploy(ctx context.Context, version string) error {
 		}
 		next := cur.DeepCopy()
 		next.Labels = want.Labels
+		next.Annotations = deployAnn(next.Annotations, want.Annotations[AnnDeploy])
 		next.Spec.Replicas, next.Spec.Template = want.Spec.Replicas, want.Spec.Template
 		next.Spec.MinReadySeconds, next.Spec.ProgressDeadlineSeconds = want.Spec.MinReadySeconds, want.Spec.ProgressDeadlineSeconds
 		next.Spec.RevisionHistoryLimit = want.Spec.RevisionHistoryLimit
@@ -330,6 +345,7 @@ func canaryCurrent(cur, want *appsv1.Deployment) bool {
 	return replicas(cur) == replicas(want) &&
 		equality.Semantic.DeepEqual(cur.Spec.Template, want.Spec.Template) &&
 		cur.Spec.MinReadySeconds == want.Spec.MinReadySeconds &&
+		(want.Annotations[AnnDeploy] == "" || cur.Annotations[AnnDeploy] == want.Annotations[AnnDeploy]) &&
 		cur.Labels[LabelVersion] == want.Labels[LabelVersion]
 }
 
@@ -362,6 +378,7 @@ func (r *Release) Promote(ctx context.Context, version string) error {
 			return nil
 		}
 		next := setVersion(st, ci, version)
+		next.Annotations = deployAnn(next.Annotations, deployID(ctx))
 		got, err := k.AppsV1().Deployments(ns).Update(ctx, next, metav1.UpdateOptions{})
 		if err != nil {
 			if apierrors.IsConflict(err) {
@@ -424,6 +441,19 @@ func setFailed(d *appsv1.Deployment, version string, failed bool) {
 		d.Annotations = map[string]string{}
 	}
 	d.Annotations[annFailed] = strings.Join(list, ",")
+}
+
+// deployAnn returns ann with AnnDeploy set to deploy (unchanged when
+// deploy is empty).
+func deployAnn(ann map[string]string, deploy string) map[string]string {
+	if deploy == "" {
+		return ann
+	}
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[AnnDeploy] = deploy
+	return ann
 }
 
 // setVersion returns a copy of d running version.

@@ -22,6 +22,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/testsuite"
+
 	"github.com/drillship/drillship/activities"
 	"github.com/drillship/drillship/lab/kube"
 )
@@ -204,15 +207,23 @@ func TestReleaseOnCluster(t *testing.T) {
 		t.Fatalf("state = %+v, want %+v", st, want)
 	}
 
-	// Deploy: the canary is Available when Deploy returns.
+	// Deploy, as an activity: the canary is Available when Deploy returns,
+	// and marked with the deploy's workflow id.
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivityWithOptions(func(ctx context.Context, v string) error { return r.Deploy(ctx, v) }, activity.RegisterOptions{Name: "Deploy"})
 	start := time.Now()
-	relMust(t, r.Deploy(ctx, "v2"))
+	_, err = env.ExecuteActivity("Deploy", "v2")
+	relMust(t, err)
 	t.Logf("deploy v2: canary available in %s", time.Since(start).Round(time.Millisecond))
 	can, err := admin.AppsV1().Deployments(relNS).Get(ctx, "web-canary", metav1.GetOptions{})
 	relMust(t, err)
 	if can.Status.AvailableReplicas != 1 || can.Spec.Template.Spec.Containers[0].Image != "lab.drillship.dev/web:v2" ||
 		can.Labels[LabelRole] != RoleCanary || can.Labels[LabelVersion] != "v2" || can.Labels[LabelManagedBy] != ManagedBy {
 		t.Errorf("canary: available %d, image %s, labels %v", can.Status.AvailableReplicas, can.Spec.Template.Spec.Containers[0].Image, can.Labels)
+	}
+	if can.Annotations[AnnDeploy] != "default-test-workflow-id" {
+		t.Errorf("canary annotations %v, want %s: the test environment's workflow id", can.Annotations, AnnDeploy)
 	}
 	if got := readyPods(t, ctx, admin, "app=web,drillship.dev/role=canary"); !reflect.DeepEqual(got, []string{"v2"}) {
 		t.Errorf("ready canary pods by version = %v, want [v2]", got)

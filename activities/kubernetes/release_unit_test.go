@@ -162,9 +162,12 @@ func TestCanaryFor(t *testing.T) {
 	st.Spec.MinReadySeconds = 2
 	st.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web", LabelRole: RoleStable}}
 	st.Spec.Template.Labels = map[string]string{"app": "web", LabelRole: RoleStable, LabelVersion: "v1"}
-	c, err := r.canaryFor(st, "v2")
+	c, err := r.canaryFor(st, "v2", "deploy-web-v2")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.Annotations[AnnDeploy] != "deploy-web-v2" {
+		t.Errorf("canary annotations = %v, want the deploy's id", c.Annotations)
 	}
 	wantPod := map[string]string{"app": "web", LabelRole: RoleCanary, LabelVersion: "v2", LabelManagedBy: ManagedBy}
 	if !reflect.DeepEqual(c.Spec.Template.Labels, wantPod) || c.Spec.Template.Spec.Containers[0].Image != "lab/web:v2" ||
@@ -178,13 +181,13 @@ func TestCanaryFor(t *testing.T) {
 	}
 	// A stable selector that would take the canary's pods is refused.
 	st.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
-	if _, err := r.canaryFor(st, "v2"); err == nil || !strings.Contains(err.Error(), "would also select the canary's pods") {
+	if _, err := r.canaryFor(st, "v2", ""); err == nil || !strings.Contains(err.Error(), "would also select the canary's pods") {
 		t.Errorf("overlapping selector: %v", err)
 	}
 	// Two containers and none named: refused, naming them.
 	st.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web", LabelRole: RoleStable}}
 	st.Spec.Template.Spec.Containers = append(st.Spec.Template.Spec.Containers, corev1.Container{Name: "proxy", Image: "envoy:1"})
-	if _, err := r.canaryFor(st, "v2"); err == nil || !strings.Contains(err.Error(), "2 containers (web, proxy)") {
+	if _, err := r.canaryFor(st, "v2", ""); err == nil || !strings.Contains(err.Error(), "2 containers (web, proxy)") {
 		t.Errorf("two containers: %v", err)
 	}
 }
