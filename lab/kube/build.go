@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -121,15 +122,29 @@ func Build(ctx context.Context, log io.Writer) error {
 		fmt.Fprintf(log, "kube: everything present in %s\n", Dir())
 		return nil
 	}
-	need := map[string]bool{}
-	for _, m := range missing {
-		need[m] = true
-	}
 	b := &builder{log: log, work: filepath.Join(Dir(), "work")}
 	for _, d := range []string{b.work, filepath.Join(Dir(), "bin")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("kube build: %w", err)
 		}
+	}
+	// Two builds at once would share the work directories: the second
+	// waits, then builds only what the first did not.
+	lock, err := os.OpenFile(filepath.Join(Dir(), "build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("kube build: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("kube build: lock: %w", err)
+	}
+	need := map[string]bool{}
+	for _, m := range Missing() {
+		need[m] = true
+	}
+	if len(need) == 0 {
+		fmt.Fprintf(log, "kube: everything present in %s (built by another process)\n", Dir())
+		return nil
 	}
 	var kube []string
 	for _, k := range kubeBinaries {

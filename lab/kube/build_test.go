@@ -5,8 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestStagingModules(t *testing.T) {
@@ -69,5 +72,76 @@ func TestBuild(t *testing.T) {
 	}
 	if m := Missing(); len(m) > 0 {
 		t.Fatalf("missing after Build: %v", m)
+	}
+}
+
+func TestLabStage(t *testing.T) {
+	node := []byte(`apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: node-heartbeat}
+spec:
+  resourceRef: {apiGroup: v1, kind: Node}
+  selector:
+    matchExpressions:
+    - {key: .status.phase, operator: In, values: [Running]}
+  delay: {durationMilliseconds: 20000, jitterDurationMilliseconds: 25000}
+  next:
+    statusTemplate: |
+      conditions: []
+`)
+	out, err := labStage(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Spec struct {
+			Selector struct {
+				MatchAnnotations map[string]string `yaml:"matchAnnotations"`
+				MatchExpressions []map[string]any  `yaml:"matchExpressions"`
+			}
+			Delay struct {
+				Duration int `yaml:"durationMilliseconds"`
+				Jitter   int `yaml:"jitterDurationMilliseconds"`
+			}
+			Next struct {
+				StatusTemplate string `yaml:"statusTemplate"`
+			}
+		}
+	}
+	if err := yaml.Unmarshal(out, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Spec.Selector.MatchAnnotations[KwokAnnotation] != KwokAnnotationFake || len(st.Spec.Selector.MatchExpressions) != 1 {
+		t.Fatalf("node stage selector = %+v, want the kwok annotation added to the expressions", st.Spec.Selector)
+	}
+	if st.Spec.Delay.Duration != heartbeatMillis || st.Spec.Delay.Jitter != heartbeatJitterMillis {
+		t.Fatalf("heartbeat delay = %+v", st.Spec.Delay)
+	}
+	if st.Spec.Next.StatusTemplate != "conditions: []\n" {
+		t.Fatalf("template changed: %q", st.Spec.Next.StatusTemplate)
+	}
+
+	pod := []byte("apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata: {name: pod-ready}\nspec:\n  resourceRef: {apiGroup: v1, kind: Pod}\n  selector: {}\n")
+	if out, err = labStage(pod); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "matchAnnotations") {
+		t.Fatalf("pod stage got the node annotation:\n%s", out)
+	}
+}
+
+func TestMissingRebuildsOldStages(t *testing.T) {
+	t.Setenv(DirEnv, t.TempDir())
+	if err := os.WriteFile(stagesPath(), []byte("apiVersion: kwok.x-k8s.io/v1alpha1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(Missing(), partStages) {
+		t.Fatal("a stages file from an older recipe is not reported missing")
+	}
+	if err := os.WriteFile(stagesPath(), []byte(stagesHeader), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(Missing(), partStages) {
+		t.Fatal("the current stages file is reported missing")
 	}
 }

@@ -300,12 +300,14 @@ func start(ctx context.Context, o Options) (c *Cluster, err error) {
 			return c, err
 		}
 	}
+	c.log.Debug("kube: controller-manager and scheduler healthy", "after", time.Since(start).Round(time.Millisecond))
 	if err := c.createNodes(ctx); err != nil {
 		return c, err
 	}
 	if err := c.installCRDs(ctx); err != nil {
 		return c, err
 	}
+	c.log.Debug("kube: gateway API CRDs established", "after", time.Since(start).Round(time.Millisecond))
 	if err := c.waitNodesReady(ctx); err != nil {
 		return c, err
 	}
