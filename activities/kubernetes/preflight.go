@@ -38,6 +38,7 @@ func (r *Release) Preflight(ctx context.Context) ([]activities.Finding, error) {
 	if err != nil {
 		return nil, err
 	}
+	out = append(out, r.canaryCheck(ctx, k, st))
 	p := r.cfg.Preflight
 	checks := []struct {
 		check, mode string
@@ -135,4 +136,27 @@ func (r *Release) hpaRoom(ctx context.Context, k kubernetes.Interface, st *appsv
 		return true, fmt.Sprintf("HPA %s runs Deployment %s at %d of max %d: room for %d canary replicas", h.Name, st.Name, cur, h.Spec.MaxReplicas, r.cfg.canaryReplicas), nil
 	}
 	return true, fmt.Sprintf("no HPA scales Deployment %s", st.Name), nil
+}
+
+// canaryCheck refuses what would stop Deploy: a stable selector that would
+// take the canary's pods, or a Deployment of the canary's name that is not
+// drillship's.
+func (r *Release) canaryCheck(ctx context.Context, k kubernetes.Interface, st *appsv1.Deployment) activities.Finding {
+	f := activities.Finding{Check: "canary"}
+	if _, err := r.canaryFor(st, r.versionOf(&st.Spec.Template), ""); err != nil {
+		f.Detail, f.Refuse = strings.TrimPrefix(err.Error(), "kubernetes: "), true
+		return f
+	}
+	can, err := r.canary(ctx, k, st.Namespace)
+	switch {
+	case err != nil:
+		f.Detail = "could not check: " + err.Error()
+	case can == nil:
+		f.OK, f.Detail = true, fmt.Sprintf("Deployment %s will be created for the canary", r.cfg.Canary)
+	case !managed(can):
+		f.Detail, f.Refuse = fmt.Sprintf("Deployment %s exists and is not drillship's (no %s=%s label): the canary cannot use that name", can.Name, LabelManagedBy, ManagedBy), true
+	default:
+		f.OK, f.Detail = true, fmt.Sprintf("Deployment %s is drillship's canary (running %s, %d replicas)", can.Name, r.versionOf(&can.Spec.Template), replicas(can))
+	}
+	return f
 }

@@ -191,7 +191,7 @@ func TestReleaseOnCluster(t *testing.T) {
 			t.Errorf("preflight finding %+v: want OK for the careful lab Deployment", f)
 		}
 	}
-	for _, want := range []string{"rbac", "pdb", "readiness-probe", "min-ready-seconds", "hpa-room", "rolled-out"} {
+	for _, want := range []string{"rbac", "canary", "pdb", "readiness-probe", "min-ready-seconds", "hpa-room", "rolled-out"} {
 		if !checks[want] {
 			t.Errorf("preflight has no %s finding: %+v", want, fs)
 		}
@@ -348,6 +348,11 @@ func TestPreflightOnCluster(t *testing.T) {
 	}
 	r := newRelease(t, cfg)
 	relMust(t, r.waitRollout(ctx, "bare", 1, "", "Deployment bare"))
+	// Someone else's Deployment holds the canary's name.
+	foreign := webDeployment("bare-canary", false)
+	foreign.Spec.Replicas = new(int32)
+	_, err := c.Client().AppsV1().Deployments(relNS).Create(ctx, foreign, metav1.CreateOptions{})
+	relMust(t, err)
 	fs, err := r.Preflight(ctx)
 	relMust(t, err)
 	got := map[string]activities.Finding{}
@@ -364,6 +369,7 @@ func TestPreflightOnCluster(t *testing.T) {
 		"min-ready-seconds": {Check: "min-ready-seconds", Detail: "Deployment bare has minReadySeconds 0: a pod that fails right after turning Ready still counts as available and the rollout moves on"},
 		"hpa-room":          {Check: "hpa-room", Detail: "HPA bare runs Deployment bare at 4 of max 4: no room for 1 canary replicas (5 needed)"},
 		"rolled-out":        {Check: "rolled-out", OK: true, Detail: "Deployment bare is fully rolled out (4 available)"},
+		"canary":            {Check: "canary", Detail: "Deployment bare-canary exists and is not drillship's (no app.kubernetes.io/managed-by=drillship label): the canary cannot use that name", Refuse: true},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("findings:\n got %+v\nwant %+v", got, want)
