@@ -5,6 +5,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -366,4 +369,118 @@ subjects:
 			t.Errorf("process %d still running after Stop", pid)
 		}
 	}
+}
+
+// childEnv makes the test binary, run again by TestProcessesOutliveOrDie,
+// start a cluster in the given directory, write its PIDs there and then
+// exit (detached) or wait to be killed (tied).
+const childEnv = "DRILLSHIP_KUBE_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(childEnv); mode != "" {
+		os.Exit(runChild(mode, os.Getenv(childEnv+"_DIR")))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(mode, dir string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Start(ctx, Options{Dir: dir, DieWithParent: mode == "tied"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var b strings.Builder
+	for _, pid := range c.PIDs() {
+		fmt.Fprintf(&b, "%d\n", pid)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pids"), []byte(b.String()), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if mode == "tied" {
+		select {} // until the parent kills us
+	}
+	return 0
+}
+
+// startChild runs a cluster in a child process and returns its PIDs once
+// it is ready.
+func startChild(t *testing.T, mode string) (*exec.Cmd, []int) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "dskube-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+mode, childEnv+"_DIR="+dir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pidFile := filepath.Join(dir, "pids")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		b, err := os.ReadFile(pidFile)
+		if err == nil && len(b) > 0 && b[len(b)-1] == '\n' {
+			var pids []int
+			for _, f := range strings.Fields(string(b)) {
+				pid, err := strconv.Atoi(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pids = append(pids, pid)
+			}
+			// Whatever happens below, no process outlives the test.
+			t.Cleanup(func() { _ = StopPIDs(pids) })
+			return cmd, pids
+		}
+		if cmd.ProcessState != nil || time.Now().After(deadline) {
+			t.Fatalf("child cluster did not start (%v)", cmd.ProcessState)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A cluster started without DieWithParent outlives its starter (`lab up`
+// exits) and StopPIDs from another process stops all of it (`lab down`);
+// one started with it dies with its starter, even by SIGKILL.
+func TestProcessesOutliveOrDie(t *testing.T) {
+	Require(t)
+	t.Run("detached", func(t *testing.T) {
+		cmd, pids := startChild(t, "detached")
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("child: %v", err)
+		}
+		for _, pid := range pids {
+			if !running(pid) {
+				t.Fatalf("process %d died with its starter", pid)
+			}
+		}
+		start := time.Now()
+		if err := StopPIDs(pids); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("StopPIDs from another process took %s", time.Since(start).Round(time.Millisecond))
+		for _, pid := range pids {
+			if running(pid) {
+				t.Errorf("process %d still running after StopPIDs", pid)
+			}
+		}
+	})
+	t.Run("tied", func(t *testing.T) {
+		cmd, pids := startChild(t, "tied")
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		for _, pid := range pids {
+			if !waitGone(pid, 10*time.Second) {
+				t.Errorf("process %d outlived its SIGKILLed starter", pid)
+			}
+		}
+	})
 }
