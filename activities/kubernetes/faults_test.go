@@ -61,6 +61,18 @@ func TestFaultSettle(t *testing.T) {
 	}
 }
 
+// A node a person cordoned before the drain stays cordoned after its stop.
+func TestFaultSettleKeepsACordon(t *testing.T) {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{}}, Spec: corev1.NodeSpec{Unschedulable: true}}
+	joinOwner(n, FaultNodeDrain, "drill-d", func(*record) {})
+	settle(n)
+	writeRecord(n.Annotations, FaultNodeDrain, record{})
+	settle(n)
+	if !n.Spec.Unschedulable || len(n.Annotations) != 0 {
+		t.Fatalf("after the stop: %+v %v", n.Spec, n.Annotations)
+	}
+}
+
 func TestFaultRules(t *testing.T) {
 	rules, err := faultRules(map[string]any{"namespace": "web", "kinds": []any{"zone_down", "scale_to_zero"}})
 	if err != nil {
@@ -135,7 +147,9 @@ func (l *faultLab) deployment(t *testing.T, name string, replicas int32, nodeSel
 				Spec: corev1.PodSpec{
 					TerminationGracePeriodSeconds: &zero,
 					NodeSelector:                  nodeSelector,
-					Containers:                    []corev1.Container{{Name: name, Image: "lab.drillship.dev/" + name + ":v1"}},
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: LabelZone,
+						WhenUnsatisfiable: corev1.ScheduleAnyway, LabelSelector: &metav1.LabelSelector{MatchLabels: lbl}}},
+					Containers: []corev1.Container{{Name: name, Image: "lab.drillship.dev/" + name + ":v1"}},
 				},
 			},
 		},
@@ -162,9 +176,13 @@ func (l *faultLab) waitPods(t *testing.T, selector, what string, cond func([]*co
 	var out []*corev1.Pod
 	l.until(t, lw, &corev1.Pod{}, what, func(s cache.Store) bool {
 		out = out[:0]
+		var seen []string
 		for _, o := range s.List() {
-			out = append(out, o.(*corev1.Pod))
+			p := o.(*corev1.Pod)
+			out = append(out, p)
+			seen = append(seen, fmt.Sprintf("%s on %q %s ready=%v deleting=%v", p.Name, p.Spec.NodeName, p.Status.Phase, podReady(p), p.DeletionTimestamp != nil))
 		}
+		l.last = strings.Join(seen, "; ")
 		return cond(out)
 	})
 	return out
@@ -287,6 +305,12 @@ func (l *faultLab) zoneDown(t *testing.T) {
 	ctx := context.Background()
 	a := activities.Fault{Kind: FaultZoneDown, Params: map[string]string{"zone": "zone-a", "heartbeat": "kwok"}, Owner: "drill-a"}
 	b := activities.Fault{Kind: FaultZoneDown, Params: map[string]string{"zone": "zone-a"}, Owner: "drill-b"}
+	inZoneA := 0
+	for _, p := range l.waitPods(t, "app=web", "4 web pods Ready", func(ps []*corev1.Pod) bool { return countReady(ps) == 4 }) {
+		if strings.HasPrefix(p.Spec.NodeName, "zone-a") {
+			inZoneA++
+		}
+	}
 	start := time.Now()
 	ha, err := l.f.Inject(ctx, a)
 	if err != nil {
@@ -306,8 +330,6 @@ func (l *faultLab) zoneDown(t *testing.T) {
 			return true
 		})
 	}
-	down("zone-a cordoned, tainted and NotReady")
-	t.Logf("zone-a NotReady %s after the inject", time.Since(start).Round(time.Millisecond))
 	l.waitPods(t, "app=web", "4 web pods Ready in zone-b", func(ps []*corev1.Pod) bool {
 		for _, p := range ps {
 			if strings.HasPrefix(p.Spec.NodeName, "zone-a") {
@@ -316,7 +338,34 @@ func (l *faultLab) zoneDown(t *testing.T) {
 		}
 		return countReady(ps) == 4
 	})
-	t.Logf("web back to 4 Ready pods, all in zone-b, %s after the inject", time.Since(start).Round(time.Millisecond))
+	t.Logf("web back to 4 Ready pods, all in zone-b (%d were in zone-a), %s after the inject", inZoneA, time.Since(start).Round(time.Millisecond))
+	down("zone-a cordoned, tainted and NotReady")
+	t.Logf("zone-a NotReady %s after the inject", time.Since(start).Round(time.Millisecond))
+	// A retried inject of the same owner changes nothing of what the fault
+	// wrote (the node controller adds its own taints meanwhile).
+	ours := func(n *corev1.Node) string {
+		var ts []corev1.Taint
+		for _, x := range n.Spec.Taints {
+			if x.Key == TaintZoneDown {
+				ts = append(ts, x)
+			}
+		}
+		return fmt.Sprint(n.Annotations, ts, n.Spec.Unschedulable)
+	}
+	rv := map[string]string{}
+	for _, name := range kube.Nodes["zone-a"] {
+		n, _ := l.kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		rv[name] = ours(n)
+	}
+	if h, err := l.f.Inject(ctx, a); err != nil || h != ha {
+		t.Fatalf("retried inject = %q, %v", h, err)
+	}
+	for _, name := range kube.Nodes["zone-a"] {
+		n, _ := l.kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if got := ours(n); got != rv[name] {
+			t.Fatalf("%s changed by a retried inject: %s -> %s", name, rv[name], got)
+		}
+	}
 	hb, err := l.f.Inject(ctx, b)
 	if err != nil || hb != ha {
 		t.Fatalf("second owner's inject = %q, %v", hb, err)
