@@ -154,7 +154,7 @@ func (a *Activities) ReleaseState(ctx context.Context, t Target) (ReleaseState, 
 func (a *Activities) DeployVersion(ctx context.Context, in VersionInput) (int64, error) {
 	return a.release(ctx, in, "deploy", func(r Release, s ReleaseState) (bool, error) {
 		if has(s.Running, in.Version) {
-			return false, nil
+			return false, settle(r, func() error { return r.Deploy(ctx, in.Version) })
 		}
 		return true, r.Deploy(ctx, in.Version)
 	})
@@ -164,7 +164,7 @@ func (a *Activities) DeployVersion(ctx context.Context, in VersionInput) (int64,
 func (a *Activities) PromoteVersion(ctx context.Context, in VersionInput) (int64, error) {
 	return a.release(ctx, in, "promote", func(r Release, s ReleaseState) (bool, error) {
 		if s.Stable == in.Version {
-			return false, nil
+			return false, settle(r, func() error { return r.Promote(ctx, in.Version) })
 		}
 		return true, r.Promote(ctx, in.Version)
 	})
@@ -178,6 +178,24 @@ func (a *Activities) StopVersion(ctx context.Context, in VersionInput) (int64, e
 		}
 		return true, r.Stop(ctx, in.Version)
 	})
+}
+
+// Settling is an optional capability of a Release whose Deploy and Promote
+// return only once the version is ready (a Kubernetes rollout) and may be
+// called again at no cost. Its state names a version as soon as it is asked
+// for, before it is ready: a retry after a crash calls them again, so that
+// it still waits for readiness instead of taking "named" for "ready".
+type Settling interface {
+	Settles() bool
+}
+
+// settle calls again (to wait for readiness) when r settles; otherwise the
+// state's word is enough.
+func settle(r Release, call func() error) error {
+	if s, ok := r.(Settling); ok && s.Settles() {
+		return call()
+	}
+	return nil
 }
 
 func (a *Activities) release(ctx context.Context, in VersionInput, op string, do func(Release, ReleaseState) (bool, error)) (int64, error) {

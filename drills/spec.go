@@ -146,6 +146,10 @@ const (
 type Mitigation struct {
 	Mode  string `yaml:"mode,omitempty" json:"mode,omitempty"`
 	Steps []Step `yaml:"steps,omitempty" json:"steps,omitempty"`
+	// SelfHealing: the platform mitigates on its own (a scheduler moving
+	// pods off a lost zone, a controller replacing killed pods); the drill
+	// runs no steps and measures how long the SLO takes to hold again.
+	SelfHealing bool `yaml:"selfHealing,omitempty" json:"selfHealing,omitempty"`
 	// SLO: the checks that say customer impact has stopped.
 	SLO     []activities.Check `yaml:"slo" json:"slo"`
 	Timeout specfile.Duration  `yaml:"timeout,omitempty" json:"timeout,omitempty"`
@@ -433,8 +437,11 @@ func (s *Spec) validate(c *specfile.Checker, reg Checker) {
 	c.Range("detection.timeout", s.Detection.Timeout.D(), time.Second, specfile.MaxDuration, false)
 	switch s.Mitigation.Mode {
 	case ModeAutomated:
-		if len(s.Mitigation.Steps) == 0 && !s.DeployInjected() {
-			c.Fail("mitigation.steps", "automated mode needs runbook steps to run")
+		switch {
+		case s.Mitigation.SelfHealing && len(s.Mitigation.Steps) > 0:
+			c.Fail("mitigation.steps", "selfHealing means the platform mitigates on its own: no steps (remove them, or selfHealing)")
+		case len(s.Mitigation.Steps) == 0 && !s.DeployInjected() && !s.Mitigation.SelfHealing:
+			c.Fail("mitigation.steps", "automated mode needs runbook steps to run (or selfHealing: true when the platform mitigates on its own)")
 		}
 	case ModeGameday:
 	default:

@@ -183,10 +183,11 @@ var fieldDocs = map[string]meta{
 	"drills.Detection.timeout":  {Doc: "how long to wait for a signal to fire before the drill is not detected (default 5 × targets.detection)", Limit: timeoutLimit, NoZero: true},
 	"drills.Detection.signals":  {Doc: "checks that fail when the fault is seen (needed unless the drill injects a deploy)"},
 
-	"drills.Mitigation.mode":    {Doc: "automated runs the steps; gameday waits for people (`drill ack`, `drill diagnose --note`, `drill mitigated`)", Default: "automated", Enum: []string{"automated", "gameday"}},
-	"drills.Mitigation.steps":   {Doc: "the runbook steps (automated mode needs at least one unless the drill injects a deploy)"},
-	"drills.Mitigation.slo":     {Doc: "a list of checks that say customer impact has stopped (the mitigated mark)", Required: true, NonEmpty: true},
-	"drills.Mitigation.timeout": {Doc: "how long mitigation may take (default 2 × targets.mitigation)", Limit: timeoutLimit, NoZero: true},
+	"drills.Mitigation.mode":        {Doc: "automated runs the steps; gameday waits for people (`drill ack`, `drill diagnose --note`, `drill mitigated`)", Default: "automated", Enum: []string{"automated", "gameday"}},
+	"drills.Mitigation.steps":       {Doc: "the runbook steps (automated mode needs at least one unless the drill injects a deploy or is selfHealing)"},
+	"drills.Mitigation.selfHealing": {Doc: "the platform mitigates on its own (a scheduler moving pods off a lost zone): no steps; the drill measures how long the SLO takes to hold again"},
+	"drills.Mitigation.slo":         {Doc: "a list of checks that say customer impact has stopped (the mitigated mark)", Required: true, NonEmpty: true},
+	"drills.Mitigation.timeout":     {Doc: "how long mitigation may take (default 2 × targets.mitigation)", Limit: timeoutLimit, NoZero: true},
 
 	"drills.Recovery.checks":   {Doc: "checks that must hold (default: mitigation.slo)"},
 	"drills.Recovery.holdFor":  {Doc: "how long they must hold in a row on conclusive readings", Limit: longLimit},

@@ -542,8 +542,13 @@ func (d *drill) run(ctx, dctx workflow.Context) error {
 			return err
 		}
 	default:
-		d.mark(ledger.Engaged, detAt, "automation", "automated mode engages on detection", 0)
-		d.mark(ledger.Diagnosed, detAt, "automation", "automated mode runs the runbook for the scenario", 0)
+		if spec.Mitigation.SelfHealing {
+			d.mark(ledger.Engaged, detAt, "platform", "self-healing: the platform engages on its own", 0)
+			d.mark(ledger.Diagnosed, detAt, "platform", "self-healing: no runbook steps; the SLO is watched", 0)
+		} else {
+			d.mark(ledger.Engaged, detAt, "automation", "automated mode engages on detection", 0)
+			d.mark(ledger.Diagnosed, detAt, "automation", "automated mode runs the runbook for the scenario", 0)
+		}
 	}
 
 	d.phase(ctx, "mitigate")

@@ -271,6 +271,11 @@ func (r *Release) canaryFor(st *appsv1.Deployment, version, deploy string) (*app
 
 func managed(d *appsv1.Deployment) bool { return d.Labels[LabelManagedBy] == ManagedBy }
 
+// Settles: Deploy and Promote wait for their rollouts and cost nothing when
+// called again, while State names a version before it is ready; a retry
+// after a crash calls them again (activities.Settling).
+func (r *Release) Settles() bool { return true }
+
 // Deploy creates or updates the canary Deployment to run version and waits
 // until its rollout is complete and its replicas available.
 func (r *Release) Deploy(ctx context.Context, version string) error {

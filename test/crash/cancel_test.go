@@ -82,7 +82,11 @@ var cancelPoints = []cancelPoint{
 		spec.OnFailure = "pause"
 		harness.BadVersion(t, env, "v2", "0.3")
 	}, reach: phase("paused-on-failure")},
-	{name: "baking", reach: phase("baking")},
+	// A bake long enough to be seen by polling on a loaded machine (a 4 s
+	// bake could pass between two slow queries and promote).
+	{name: "baking", setup: func(spec *deploys.Spec, _ *devenv.Env, _ *testing.T) {
+		spec.Bake = specfile.Duration(30 * time.Second)
+	}, reach: phase("baking")},
 }
 
 // TestCancelPoints: for every cancellation point, the deploy ends (no
@@ -118,7 +122,9 @@ func TestCancelPoints(t *testing.T) {
 					t.Fatalf("%s: not reached in %d deploys; the last: %s", cp.name, tries, why)
 				}
 				t.Logf("%s: not reached (%s); another deploy", cp.name, why)
-				harness.DeployResultOf(t, run, 2*time.Minute)
+				if res, _ := harness.DeployResultOf(t, run, 2*time.Minute); res.Outcome == workflows.OutcomePromoted {
+					t.Fatalf("%s: the deploy promoted before the point was reached: the point is too short to catch", cp.name)
+				}
 				harness.WaitUntil(t, "traffic back on v1", time.Minute, func() bool { return harness.State(t, env).VersionWeights["v1"] == 100 })
 			}
 			at := harness.State(t, env).VersionWeights["v2"]
