@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -155,6 +157,7 @@ func (r *runner) kubernetes(ctx context.Context, s *Section) {
 		return
 	}
 	figures(s, "drillship", ds)
+	writesNote(s, audit, "drillship", env.drillshipUser)
 
 	as, err := env.argo(ctx)
 	if err != nil {
@@ -166,6 +169,64 @@ func (r *runner) kubernetes(ctx context.Context, s *Section) {
 	}
 	figures(s, "argo-rollouts", as)
 	s.Data = map[string]any{"drillship": ds.data(), "argoRollouts": as.data()}
+	writesNote(s, audit, "Argo Rollouts", argo.User())
+}
+
+func writesNote(s *Section, audit, tool, user string) {
+	if b, err := writesByResource(audit, user); err == nil {
+		s.Notes = append(s.Notes, fmt.Sprintf("%s's writes over the whole section, by verb and resource: %s", tool, b))
+	}
+}
+
+// writesByResource sums user's writes in the audit log by verb and
+// resource, most first: what each tool's count is made of.
+func writesByResource(auditLog, user string) (string, error) {
+	f, err := os.Open(auditLog)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	counts := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		var ev struct {
+			Stage string `json:"stage"`
+			Verb  string `json:"verb"`
+			User  struct {
+				Username string `json:"username"`
+			} `json:"user"`
+			ObjectRef struct {
+				Resource    string `json:"resource"`
+				Subresource string `json:"subresource"`
+			} `json:"objectRef"`
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.User.Username != user || (ev.Stage != "" && ev.Stage != "ResponseComplete") {
+			continue
+		}
+		switch ev.Verb {
+		case "create", "update", "patch", "delete":
+		default:
+			continue
+		}
+		res := ev.ObjectRef.Resource
+		if ev.ObjectRef.Subresource != "" {
+			res += "/" + ev.ObjectRef.Subresource
+		}
+		counts[ev.Verb+" "+res]++
+	}
+	keys := slices.Collect(maps.Keys(counts))
+	slices.SortFunc(keys, func(a, b string) int {
+		if counts[a] != counts[b] {
+			return counts[b] - counts[a]
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, counts[k])
+	}
+	return strings.Join(parts, ", "), sc.Err()
 }
 
 func figures(s *Section, tool string, m *kubeMeasure) {
@@ -195,6 +256,7 @@ type kubeEnv struct {
 	dir             string
 	runs            int
 	steps           []argo.Step
+	drillshipUser   string
 
 	kc kubernetes.Interface
 	dc dynamic.Interface
@@ -341,6 +403,7 @@ func (e *kubeEnv) drillship(ctx context.Context, s *Section) (*kubeMeasure, erro
 	if err != nil {
 		return nil, err
 	}
+	e.drillshipUser = user
 	spec, origin, err := e.drillshipSpec(env.Registry, own)
 	if err != nil {
 		return nil, err

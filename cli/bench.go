@@ -18,7 +18,9 @@ func benchCommand() *ucli.Command {
 		Description: "Overhead against a floor workflow, rollback latency, drill detection accuracy, a fleet of\n" +
 			"concurrent deploys on one worker process, history size, start-up time and binary size.\n" +
 			"--quick is a smoke run (under two minutes); the full run takes about 20 minutes.\n" +
-			"The binary size is measured with `go build` when run from the source tree.",
+			"The binary size is measured with `go build` when run from the source tree.\n" +
+			"--kubernetes adds a section comparing drillship with Argo Rollouts on the lab's cluster (about 5 minutes,\n" +
+			"plus an 11-minute build of the Argo controller on first use; needs `drillship lab build`).",
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "quick", Usage: "few runs of each, fleet of 100: checks the report, not the figures"},
 			&ucli.StringFlag{Name: "out", Value: "bench-report", Usage: "directory for bench.md and bench.json"},
