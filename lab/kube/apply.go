@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -136,22 +137,38 @@ func (c *Cluster) installCRDs(ctx context.Context) error {
 		return fmt.Errorf("kube: no CRDs in %s", crdDir())
 	}
 	sort.Strings(files)
+	// The files are independent: applying them together overlaps the
+	// API server's per-CRD work.
 	want := sets.New[string]()
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs []error
+	)
 	for _, f := range files {
-		body, err := os.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		objs, err := c.apply(ctx, body)
-		if err != nil {
-			return fmt.Errorf("kube: install %s: %w", filepath.Base(f), err)
-		}
-		for _, o := range objs {
-			if o.GetKind() == "CustomResourceDefinition" {
-				want.Insert(o.GetName())
+		wg.Go(func() {
+			body, err := os.ReadFile(f)
+			var objs []*unstructured.Unstructured
+			if err == nil {
+				objs, err = c.apply(ctx, body)
 			}
-		}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("kube: install %s: %w", filepath.Base(f), err))
+			}
+			for _, o := range objs {
+				if o.GetKind() == "CustomResourceDefinition" {
+					want.Insert(o.GetName())
+				}
+			}
+		})
 	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	c.log.Debug("kube: gateway API CRDs applied", "crds", want.Len())
 	a, err := c.getApplier()
 	if err != nil {
 		return err
