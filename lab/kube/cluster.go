@@ -111,7 +111,9 @@ rules:
 // Start runs etcd, the API server, controller-manager, scheduler and kwok on
 // 127.0.0.1 with free ports, creates the four kwok nodes and waits for them
 // Ready, installs the Gateway API CRDs and waits for them Established, and
-// writes Dir/kubeconfig. On error whatever started is stopped.
+// writes Dir/kubeconfig. Each start is a new, empty cluster (a previous
+// run's store and audit log in Dir are removed). On error whatever started
+// is stopped.
 func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -121,9 +123,6 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		// A free port chosen here was taken by someone else before our
 		// server bound it: start afresh on new ports.
 		o.Logger.Warn("kube: a port was taken while starting; retrying", "err", err)
-		if rmErr := os.RemoveAll(filepath.Join(o.Dir, "etcd")); rmErr != nil {
-			return nil, errors.Join(err, rmErr)
-		}
 		c, err = start(ctx, o)
 	}
 	return c, err
@@ -143,6 +142,13 @@ func start(ctx context.Context, o Options) (c *Cluster, err error) {
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return nil, err
+	}
+	// Every start is a new cluster: its certificates and signing keys are
+	// new, so a previous run's store and audit events would not fit it.
+	for _, stale := range []string{filepath.Join(dir, "etcd"), filepath.Join(dir, "audit.log")} {
+		if err := os.RemoveAll(stale); err != nil {
+			return nil, fmt.Errorf("kube: %w", err)
+		}
 	}
 	for _, d := range []string{dir, filepath.Join(dir, "logs")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {

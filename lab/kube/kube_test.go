@@ -407,14 +407,14 @@ func runChild(mode, dir string) int {
 
 // startChild runs a cluster in a child process and returns its PIDs once
 // it is ready.
-func startChild(t *testing.T, mode string) (*exec.Cmd, []int) {
+func startChild(t *testing.T, mode string) (cmd *exec.Cmd, pids []int, dir string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "dskube-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd = exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+mode, childEnv+"_DIR="+dir)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -426,7 +426,6 @@ func startChild(t *testing.T, mode string) (*exec.Cmd, []int) {
 	for {
 		b, err := os.ReadFile(pidFile)
 		if err == nil && len(b) > 0 && b[len(b)-1] == '\n' {
-			var pids []int
 			for _, f := range strings.Fields(string(b)) {
 				pid, err := strconv.Atoi(f)
 				if err != nil {
@@ -436,7 +435,7 @@ func startChild(t *testing.T, mode string) (*exec.Cmd, []int) {
 			}
 			// Whatever happens below, no process outlives the test.
 			t.Cleanup(func() { _ = StopPIDs(pids) })
-			return cmd, pids
+			return cmd, pids, dir
 		}
 		if cmd.ProcessState != nil || time.Now().After(deadline) {
 			t.Fatalf("child cluster did not start (%v)", cmd.ProcessState)
@@ -451,7 +450,7 @@ func startChild(t *testing.T, mode string) (*exec.Cmd, []int) {
 func TestProcessesOutliveOrDie(t *testing.T) {
 	Require(t)
 	t.Run("detached", func(t *testing.T) {
-		cmd, pids := startChild(t, "detached")
+		cmd, pids, dir := startChild(t, "detached")
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("child: %v", err)
 		}
@@ -467,12 +466,33 @@ func TestProcessesOutliveOrDie(t *testing.T) {
 		t.Logf("StopPIDs from another process took %s", time.Since(start).Round(time.Millisecond))
 		for _, pid := range pids {
 			if running(pid) {
-				t.Errorf("process %d still running after StopPIDs", pid)
+				t.Fatalf("process %d still running after StopPIDs", pid)
 			}
+		}
+
+		// `lab up` again in the same directory: a new, empty cluster (the
+		// admin's writes are those of one start, not two).
+		first, err := CountWrites(filepath.Join(dir, "audit.log"), AdminUser)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		c, err := Start(ctx, Options{Dir: dir, DieWithParent: true})
+		if err != nil {
+			t.Fatalf("restart in the same directory: %v", err)
+		}
+		defer c.Stop()
+		again, err := CountWrites(c.AuditLog, AdminUser)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == 0 || again != first {
+			t.Fatalf("admin writes: %d after the first start, %d after the second; want the same, non-zero", first, again)
 		}
 	})
 	t.Run("tied", func(t *testing.T) {
-		cmd, pids := startChild(t, "tied")
+		cmd, pids, _ := startChild(t, "tied")
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
