@@ -215,9 +215,14 @@ func (l *faultLab) until(t *testing.T, lw cache.ListerWatcher, obj runtime.Objec
 	stop := make(chan struct{})
 	defer close(stop)
 	go inf.Run(stop)
+	// The initial list's events can all be handled before HasSynced turns
+	// true: wait for the sync, then judge on every change.
+	if !cache.WaitForCacheSync(stop, inf.HasSynced) {
+		t.Fatalf("%s: the informer did not sync", what)
+	}
 	timeout := time.After(90 * time.Second)
 	for {
-		if inf.HasSynced() && cond(inf.GetStore()) {
+		if cond(inf.GetStore()) {
 			return
 		}
 		select {
