@@ -163,30 +163,41 @@ func (l *lab) withoutController(t *testing.T) {
 	}
 }
 
-func (l *lab) waitsForController(t *testing.T) {
-	r := l.route(t, "followed")
+// follow plays the route's controller: it reports each new generation of
+// route name as Accepted lag after seeing it, until t ends.
+func (l *lab) follow(t *testing.T, name string, lag time.Duration) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := l.report(ctx, r, r.Generation); err != nil {
-		t.Fatal(err)
-	}
-	// A follower that takes 300 ms to apply each generation.
-	const lag = 300 * time.Millisecond
-	w, err := l.gw.GatewayV1().HTTPRoutes("web").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=followed"})
+	t.Cleanup(cancel)
+	r, err := l.gw.GatewayV1().HTTPRoutes("web").Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Stop()
+	if err := l.report(ctx, r, r.Generation); err != nil {
+		t.Fatal(err)
+	}
+	w, err := l.gw.GatewayV1().HTTPRoutes("web").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
 	go func() {
 		for ev := range w.ResultChan() {
 			r, ok := ev.Object.(*gwv1.HTTPRoute)
 			if !ok || ev.Type != watch.Modified || len(r.Status.Parents) == 0 || r.Status.Parents[0].Conditions[0].ObservedGeneration >= r.Generation {
 				continue
 			}
-			time.Sleep(lag)
+			time.Sleep(lag) // the data plane applying the weights
 			_ = l.report(ctx, r, r.Generation)
 		}
 	}()
+}
+
+func (l *lab) waitsForController(t *testing.T) {
+	l.route(t, "followed")
+	ctx := context.Background()
+	const lag = 300 * time.Millisecond
+	l.follow(t, "followed", lag)
 	c := l.client(t, l.c.Kubeconfig, "followed", nil)
 	start := time.Now()
 	if err := c.SetWeights(ctx, activities.Weights{"canary": 50, "stable": 50}); err != nil {
@@ -358,6 +369,27 @@ func (l *lab) preflight(t *testing.T) {
 		if !f.OK && !strings.Contains(f.Detail, "update") {
 			t.Errorf("refused for something else: %+v", f)
 		}
+	}
+	// With update granted too, the rules are all SetWeights needs: the
+	// write, and the wait for the controller (list and watch by name).
+	role, err := kc2.RbacV1().Roles("web").Get(ctx, "traffic", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	role.Rules[0].Verbs = append(role.Rules[0].Verbs, "update")
+	if _, err := kc2.RbacV1().Roles("web").Update(ctx, role, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l.follow(t, "checked", 50*time.Millisecond)
+	if fs, err := c.Preflight(ctx); err != nil || refused(fs, "rbac", "") {
+		t.Fatalf("preflight with the rules = %+v, %v", fs, err)
+	}
+	if err := c.SetWeights(ctx, activities.Weights{"canary": 30, "stable": 70}); err != nil {
+		t.Fatalf("SetWeights as the service account with exactly the rules: %v", err)
+	}
+	got, r := l.specWeights(t, "checked")
+	if got["web-canary"] != 30 || r.Status.Parents[0].Conditions[0].ObservedGeneration < r.Generation {
+		t.Fatalf("weights %v at generation %d, parent at %d", got, r.Generation, r.Status.Parents[0].Conditions[0].ObservedGeneration)
 	}
 }
 
