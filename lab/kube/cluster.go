@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -69,6 +70,7 @@ type Cluster struct {
 
 	mu       sync.Mutex
 	stopped  bool
+	stopping atomic.Bool // set before Stop signals anything: exits are expected
 	restCfg  *rest.Config
 	client   kubernetes.Interface
 	applyOne sync.Once
@@ -181,14 +183,38 @@ func start(ctx context.Context, o Options) (c *Cluster, err error) {
 		}
 	}()
 	start := time.Now()
+	// A process that exits while the cluster starts ends the start at once
+	// with its log's tail (rather than a wait timing out a minute later).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	run := func(name string, argv ...string) error {
-		p, err := spawn(name, append([]string{binPath(name)}, argv...), filepath.Join(dir, "logs", name+".log"), o.DieWithParent)
+		logPath := filepath.Join(dir, "logs", name+".log")
+		p, err := spawn(name, append([]string{binPath(name)}, argv...), logPath, o.DieWithParent)
 		if err != nil {
 			return err
 		}
 		c.procs = append(c.procs, p)
+		go func() {
+			<-p.done
+			if c.stopping.Load() {
+				return
+			}
+			tail := tailLog(logPath)
+			err := fmt.Errorf("kube: %s exited (%v; log %s): %s", name, p.cmd.ProcessState, logPath, tail)
+			if strings.Contains(tail, "address already in use") {
+				err = fmt.Errorf("%w (%w)", err, errPortTaken)
+			}
+			cancel(err)
+			c.log.Error("kube: a control-plane process exited", "process", name, "state", p.cmd.ProcessState.String(), "log", logPath)
+		}()
 		return nil
 	}
+	defer func() {
+		// A wait that failed because a process exited says which.
+		if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(err, cause) && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
+	}()
 
 	// Component kubeconfigs, each with its own token so the audit log
 	// tells them apart.
@@ -345,6 +371,7 @@ func (c *Cluster) Stop() error {
 		return nil
 	}
 	c.stopped = true
+	c.stopping.Store(true)
 	start := time.Now()
 	err := StopPIDs(c.PIDs())
 	for _, p := range c.procs {
@@ -357,12 +384,6 @@ func (c *Cluster) Stop() error {
 // waitHTTP waits for url to answer 200 (TLS verified against pool when
 // given), failing early if the process has exited.
 func (c *Cluster) waitHTTP(ctx context.Context, name, url string, pool *x509.CertPool) error {
-	var p *proc
-	for _, q := range c.procs {
-		if q.name == name {
-			p = q
-		}
-	}
 	hc := &http.Client{Timeout: 2 * time.Second}
 	if pool != nil {
 		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
@@ -382,15 +403,6 @@ func (c *Cluster) waitHTTP(ctx context.Context, name, url string, pool *x509.Cer
 			last = resp.Status
 		} else {
 			last = err.Error()
-		}
-		if p != nil && p.exited() {
-			logPath := filepath.Join(c.Dir, "logs", name+".log")
-			tail := tailLog(logPath)
-			err := fmt.Errorf("kube: %s exited while starting (see %s): %s", name, logPath, tail)
-			if strings.Contains(tail, "address already in use") {
-				err = fmt.Errorf("%w (%w)", err, errPortTaken)
-			}
-			return err
 		}
 		select {
 		case <-ctx.Done():

@@ -504,3 +504,63 @@ func TestProcessesOutliveOrDie(t *testing.T) {
 		}
 	})
 }
+
+// A process that exits while the cluster starts fails Start at once, naming
+// it with its log, and nothing Start began is left running.
+func TestStartFailsFastAndCleansUp(t *testing.T) {
+	Require(t)
+	// A cache directory whose kwok dies at once; the rest is the real one.
+	real := Dir()
+	fake := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(fake, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{binEtcd, binAPIServer, binController, binScheduler, binKubectl} {
+		if err := os.Symlink(filepath.Join(real, "bin", b), filepath.Join(fake, "bin", b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(fake, "bin", binKwok), []byte("#!/bin/sh\necho kwok refuses to start >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"crds", filepath.Base(stagesPath())} {
+		if err := os.Symlink(filepath.Join(real, p), filepath.Join(fake, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv(DirEnv, fake)
+
+	dir, err := os.MkdirTemp("", "dskube-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	c, err := Start(ctx, Options{Dir: dir, DieWithParent: true})
+	if err == nil {
+		_ = c.Stop()
+		t.Fatal("Start succeeded with a kwok that exits")
+	}
+	t.Logf("Start failed after %s: %v", time.Since(t0).Round(time.Millisecond), err)
+	if !strings.Contains(err.Error(), "kwok exited") || !strings.Contains(err.Error(), "kwok refuses to start") {
+		t.Fatalf("error does not name kwok and its log: %v", err)
+	}
+	if time.Since(t0) > 45*time.Second {
+		t.Fatalf("Start took %s to notice", time.Since(t0))
+	}
+	// Every process Start ran has Dir on its command line.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), dir) {
+			continue
+		}
+		var pid int
+		fmt.Sscanf(p, "/proc/%d/cmdline", &pid)
+		if running(pid) {
+			t.Errorf("process %d left running: %s", pid, strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+}
