@@ -72,6 +72,10 @@ type kubeMeasure struct {
 	promoteMs []float64 // start -> all traffic on the new version (data plane)
 	badWrites []float64 // API writes per bad-version run
 	goodWrite []float64 // API writes per promotion
+	// The same without access reviews (SelfSubjectAccessReview and the
+	// like): requests of the create verb that change nothing in the cluster.
+	badState  []float64
+	goodState []float64
 	extraMs   []float64 // drillship: the DeployResult's own time to rollback
 }
 
@@ -109,7 +113,8 @@ func (r *runner) kubernetes(ctx context.Context, s *Section) {
 		"bad version. Time to promote: from the start (workflow started; Rollout patched) to the data plane applying all "+
 		"traffic on the new version. API writes: create/update/patch/delete requests in the API server's audit log by each "+
 		"tool's own ServiceAccount (cluster-admin), per run; writes the controller-manager makes for them (ReplicaSets, "+
-		"pods) are not counted for either.",
+		"pods) are not counted for either. State-changing writes leave out access reviews (drillship's preflight asks a "+
+		"SelfSubjectAccessReview per verb it needs: create requests that store nothing).",
 		lab.VersionLabel, kubeRPS, strings.Join(stepText, ", "), kubeWindow, kubeMax, kubeFailLimit+1, kubeInterval,
 		kubeBad, kubeBadRate, runs, argo.Version, kubeReplicas)
 
@@ -181,9 +186,31 @@ func writesNote(s *Section, audit, tool, user string) {
 // writesByResource sums user's writes in the audit log by verb and
 // resource, most first: what each tool's count is made of.
 func writesByResource(auditLog, user string) (string, error) {
-	f, err := os.Open(auditLog)
+	counts, err := writeCounts(auditLog, user)
 	if err != nil {
 		return "", err
+	}
+	keys := slices.Collect(maps.Keys(counts))
+	slices.SortFunc(keys, func(a, b string) int {
+		if counts[a] != counts[b] {
+			return counts[b] - counts[a]
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, counts[k])
+	}
+	return strings.Join(parts, ", "), nil
+}
+
+// writeCounts counts user's writes by "verb resource[/sub]", by the rule
+// of kube.CountWrites (every create, update, patch and delete request,
+// whatever its response).
+func writeCounts(auditLog, user string) (map[string]int, error) {
+	f, err := os.Open(auditLog)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	counts := map[string]int{}
@@ -201,7 +228,8 @@ func writesByResource(auditLog, user string) (string, error) {
 				Subresource string `json:"subresource"`
 			} `json:"objectRef"`
 		}
-		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.User.Username != user || (ev.Stage != "" && ev.Stage != "ResponseComplete") {
+		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.User.Username != user ||
+			(ev.Stage != "" && ev.Stage != "ResponseComplete" && ev.Stage != "Panic") {
 			continue
 		}
 		switch ev.Verb {
@@ -215,18 +243,7 @@ func writesByResource(auditLog, user string) (string, error) {
 		}
 		counts[ev.Verb+" "+res]++
 	}
-	keys := slices.Collect(maps.Keys(counts))
-	slices.SortFunc(keys, func(a, b string) int {
-		if counts[a] != counts[b] {
-			return counts[b] - counts[a]
-		}
-		return strings.Compare(a, b)
-	})
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %d", k, counts[k])
-	}
-	return strings.Join(parts, ", "), sc.Err()
+	return counts, sc.Err()
 }
 
 func figures(s *Section, tool string, m *kubeMeasure) {
@@ -238,10 +255,13 @@ func figures(s *Section, tool string, m *kubeMeasure) {
 	s.add(tool+": start to all traffic on the new version, median", Median(m.promoteMs), "ms")
 	s.add(tool+": API writes per bad-version run, median", Median(m.badWrites), "writes")
 	s.add(tool+": API writes per promotion, median", Median(m.goodWrite), "writes")
+	s.add(tool+": state-changing writes per bad-version run (no access reviews), median", Median(m.badState), "writes")
+	s.add(tool+": state-changing writes per promotion (no access reviews), median", Median(m.goodState), "writes")
 }
 
 func (m *kubeMeasure) data() map[string]any {
-	d := map[string]any{"backOnStableMs": m.backMs, "promoteMs": m.promoteMs, "badRunWrites": m.badWrites, "promotionWrites": m.goodWrite}
+	d := map[string]any{"backOnStableMs": m.backMs, "promoteMs": m.promoteMs, "badRunWrites": m.badWrites, "promotionWrites": m.goodWrite,
+		"badRunStateWrites": m.badState, "promotionStateWrites": m.goodState}
 	if m.extraMs != nil {
 		d["timeToRollbackMs"] = m.extraMs
 	}
@@ -324,9 +344,29 @@ func onlyOn(w map[string]int, version string) bool {
 	return true
 }
 
-func (e *kubeEnv) writes(user string) (float64, error) {
-	n, err := kube.CountWrites(e.audit, user)
-	return float64(n), err
+// writeCount is a user's writes so far: all (as kube.CountWrites counts) and those
+// that change state (no access reviews).
+type writeCount struct{ all, state float64 }
+
+func (w writeCount) minus(o writeCount) writeCount {
+	return writeCount{w.all - o.all, w.state - o.state}
+}
+
+func (e *kubeEnv) writes(user string) (writeCount, error) {
+	// One pass over the log for both counts: the tools keep writing, so two
+	// reads would not see the same requests.
+	by, err := writeCounts(e.audit, user)
+	if err != nil {
+		return writeCount{}, err
+	}
+	var w writeCount
+	for k, c := range by {
+		w.all += float64(c)
+		if !strings.HasSuffix(k, "reviews") {
+			w.state += float64(c)
+		}
+	}
+	return w, nil
 }
 
 // drillshipSpec is the shipped deploys/k8s-canary.yaml with the comparison's
@@ -454,9 +494,10 @@ func (e *kubeEnv) drillship(ctx context.Context, s *Section) (*kubeMeasure, erro
 		back := float64(sh.at.UnixMilli() - res.FailedSampleAt)
 		m.backMs = append(m.backMs, back)
 		m.extraMs = append(m.extraMs, float64(*res.TimeToRollbackMs))
-		m.badWrites = append(m.badWrites, w1-w0)
-		e.r.logf("kubernetes: drillship bad run %d/%d: back on stable %.0fms after the failing sample (its own time to rollback %dms), %.0f writes",
-			i+1, e.runs, back, *res.TimeToRollbackMs, w1-w0)
+		m.badWrites = append(m.badWrites, w1.minus(w0).all)
+		m.badState = append(m.badState, w1.minus(w0).state)
+		e.r.logf("kubernetes: drillship bad run %d/%d: back on stable %.0fms after the failing sample (its own time to rollback %dms), %.0f writes (%.0f state-changing)",
+			i+1, e.runs, back, *res.TimeToRollbackMs, w1.minus(w0).all, w1.minus(w0).state)
 	}
 	for i := 0; i < e.runs; i++ {
 		good := kubeGood(i)
@@ -494,9 +535,10 @@ func (e *kubeEnv) drillship(ctx context.Context, s *Section) (*kubeMeasure, erro
 			return nil, err
 		}
 		m.promoteMs = append(m.promoteMs, ms(sh.at.Sub(t0)))
-		m.goodWrite = append(m.goodWrite, w1-w0)
-		e.r.logf("kubernetes: drillship promotion %d/%d (%s): all traffic on it after %s (workflow %dms), %.0f writes",
-			i+1, e.runs, good, sh.at.Sub(t0).Round(time.Millisecond), res.DurationMs, w1-w0)
+		m.goodWrite = append(m.goodWrite, w1.minus(w0).all)
+		m.goodState = append(m.goodState, w1.minus(w0).state)
+		e.r.logf("kubernetes: drillship promotion %d/%d (%s): all traffic on it after %s (workflow %dms), %.0f writes (%.0f state-changing)",
+			i+1, e.runs, good, sh.at.Sub(t0).Round(time.Millisecond), res.DurationMs, w1.minus(w0).all, w1.minus(w0).state)
 	}
 	// Leave the stable Deployment as the lab had it: Argo's side is a
 	// Rollout of its own, but the lab's other users expect v1.
@@ -600,9 +642,10 @@ func (e *kubeEnv) argo(ctx context.Context) (*kubeMeasure, error) {
 		}
 		back := ms(sh.at.Sub(f.at))
 		m.backMs = append(m.backMs, back)
-		m.badWrites = append(m.badWrites, w1-w0)
-		e.r.logf("kubernetes: argo bad run %d/%d: back on stable %.0fms after the failing sample (phase %s), %.0f writes",
-			i+1, e.runs, back, st.Phase, w1-w0)
+		m.badWrites = append(m.badWrites, w1.minus(w0).all)
+		m.badState = append(m.badState, w1.minus(w0).state)
+		e.r.logf("kubernetes: argo bad run %d/%d: back on stable %.0fms after the failing sample (phase %s), %.0f writes (%.0f state-changing)",
+			i+1, e.runs, back, st.Phase, w1.minus(w0).all, w1.minus(w0).state)
 		// Back to the stable spec, as `kubectl argo rollouts undo` would:
 		// the next run starts from a healthy Rollout.
 		if err := c.SetVersion(rctx, e.dc, kubeStable); err != nil {
@@ -644,9 +687,10 @@ func (e *kubeEnv) argo(ctx context.Context) (*kubeMeasure, error) {
 			return nil, err
 		}
 		m.promoteMs = append(m.promoteMs, ms(sh.at.Sub(t0)))
-		m.goodWrite = append(m.goodWrite, w1-w0)
-		e.r.logf("kubernetes: argo promotion %d/%d (%s): all traffic on it after %s, %.0f writes",
-			i+1, e.runs, good, sh.at.Sub(t0).Round(time.Millisecond), w1-w0)
+		m.goodWrite = append(m.goodWrite, w1.minus(w0).all)
+		m.goodState = append(m.goodState, w1.minus(w0).state)
+		e.r.logf("kubernetes: argo promotion %d/%d (%s): all traffic on it after %s, %.0f writes (%.0f state-changing)",
+			i+1, e.runs, good, sh.at.Sub(t0).Round(time.Millisecond), w1.minus(w0).all, w1.minus(w0).state)
 	}
 	return m, nil
 }
