@@ -185,7 +185,7 @@ func (f *Faults) rules() []activities.Rule {
 		case FaultZoneDown:
 			add("", "nodes", true, "get", "list", "watch", "patch")
 		case FaultScaleToZero:
-			add("apps", "deployments", false, "get", "patch")
+			add("apps", "deployments", false, "get", "list", "patch")
 		}
 	}
 	out := make([]activities.Rule, 0, len(order))

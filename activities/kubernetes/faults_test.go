@@ -78,7 +78,7 @@ func TestFaultRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"deployments get,patch in web", "nodes get,list,watch,patch cluster"}
+	want := []string{"deployments get,list,patch in web", "nodes get,list,watch,patch cluster"}
 	var got []string
 	for _, r := range rules {
 		where := "in " + r.Namespace
@@ -131,6 +131,7 @@ func TestFaultsOnCluster(t *testing.T) {
 	t.Run("ZoneDownTwoOwners", l.zoneDown)
 	t.Run("NodeDrainBlockedByPDB", l.nodeDrain)
 	t.Run("PreflightMissingVerb", l.preflight)
+	t.Run("ExactRules", l.exactRules)
 }
 
 func (l *faultLab) deployment(t *testing.T, name string, replicas int32, nodeSelector map[string]string) {
@@ -542,4 +543,82 @@ func (l *faultLab) preflight(t *testing.T) {
 		t.Fatalf("inject without patch nodes = %v", err)
 	}
 	t.Logf("preflight refused: %s", refused[0])
+}
+
+// exactRules runs every kind, injected and stopped, as a service account
+// holding exactly faultRules' grants: the rules are all the faults need.
+func (l *faultLab) exactRules(t *testing.T) {
+	ctx := context.Background()
+	kc, err := l.c.ServiceAccountKubeconfig(ctx, "web", "drills-all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]any{"kubeconfig": kc, "namespace": "web"}
+	rules, err := faultRules(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cluster, ns []rbacv1.PolicyRule
+	for _, r := range rules {
+		pr := rbacv1.PolicyRule{APIGroups: r.APIGroups, Resources: r.Resources, Verbs: r.Verbs, ResourceNames: r.ResourceNames}
+		if r.Cluster {
+			cluster = append(cluster, pr)
+		} else {
+			ns = append(ns, pr)
+		}
+	}
+	sub := []rbacv1.Subject{{Kind: "ServiceAccount", Name: "drills-all", Namespace: "web"}}
+	rb := l.kube.RbacV1()
+	if _, err := rb.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "drills-all"}, Rules: cluster}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rb.ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "drills-all"}, Subjects: sub,
+		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "drills-all"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rb.Roles("web").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "drills-all"}, Rules: ns}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rb.RoleBindings("web").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "drills-all"}, Subjects: sub,
+		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "drills-all"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFaults(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := f.Preflight(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range fs {
+		if !x.OK {
+			t.Fatalf("preflight with exactly the rules: %+v", x)
+		}
+	}
+	for _, ft := range []activities.Fault{
+		{Kind: FaultPodKill, Params: map[string]string{"selector": "app=cache", "count": "1"}},
+		{Kind: FaultScaleToZero, Params: map[string]string{"deployment": "cache"}},
+		{Kind: FaultZoneDown, Params: map[string]string{"zone": "zone-b"}},
+		{Kind: FaultNodeDrain, Params: map[string]string{"node": "zone-a-1"}},
+	} {
+		ft.Owner = "drill-exact"
+		h, err := f.Inject(ctx, ft)
+		if err != nil {
+			t.Fatalf("%s as the service account: %v", ft.Kind, err)
+		}
+		res, err := f.Stop(ctx, ft, "")
+		if err != nil || len(res.Stopped) != 1 || res.Stopped[0] != h {
+			t.Fatalf("stop %s as the service account = %+v, %v", ft.Kind, res, err)
+		}
+	}
+	nodes, err := l.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.Items {
+		if n.Spec.Unschedulable || hasTaint(&n, TaintZoneDown) || n.Annotations[AnnFaultOwner] != "" {
+			t.Fatalf("%s left changed: %+v %v", n.Name, n.Spec, n.Annotations)
+		}
+	}
 }
