@@ -255,7 +255,10 @@ func (f *Faults) Inject(ctx context.Context, ft activities.Fault) (string, error
 
 // Stop ends the owner's fault: the one the handle names when it is the
 // owner's, else the owner's faults of this kind (and target, when the
-// params name one) found by their records.
+// params name one) found by their records. Node and Deployment records go
+// when their last owner stops, so a stop retried after it restored
+// everything reports NotFound ("already over"); pod_kill keeps its record,
+// marked stopped.
 func (f *Faults) Stop(ctx context.Context, ft activities.Fault, handle string) (activities.StopResult, error) {
 	if err := f.allowed(ft.Kind); err != nil {
 		return activities.StopResult{}, err
