@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -33,7 +35,7 @@ func spawn(name string, argv []string, logPath string, tied bool) (*proc, error)
 	if tied {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startCmd(cmd, tied); err != nil {
 		return nil, fmt.Errorf("kube: start %s: %w", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
@@ -41,13 +43,36 @@ func spawn(name string, argv []string, logPath string, tied bool) (*proc, error)
 	return p, nil
 }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
+// The kernel sends Pdeathsig when the *thread* that forked the child
+// exits, not the process; Go may end a thread (one a goroutine locked and
+// left locked), so tied processes are forked from one thread kept for the
+// life of the process.
+var (
+	forkerOnce sync.Once
+	forkReqs   chan forkReq
+)
+
+type forkReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func startCmd(cmd *exec.Cmd, tied bool) error {
+	if !tied {
+		return cmd.Start()
 	}
+	forkerOnce.Do(func() {
+		forkReqs = make(chan forkReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives on
+			for r := range forkReqs {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	r := forkReq{cmd: cmd, done: make(chan error, 1)}
+	forkReqs <- r
+	return <-r.done
 }
 
 // running reports whether pid is a live process. A zombie is not: it serves
