@@ -17,7 +17,9 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -28,6 +30,7 @@ import (
 	"github.com/drillship/drillship/devenv"
 	"github.com/drillship/drillship/drills"
 	"github.com/drillship/drillship/lab"
+	"github.com/drillship/drillship/lab/kube"
 	"github.com/drillship/drillship/ledger"
 	"github.com/drillship/drillship/rbac"
 	"github.com/drillship/drillship/test/harness"
@@ -99,6 +102,43 @@ func (w *world) addRole(t *testing.T, uses []activities.Use, edit func(*rbac.Gra
 		t.Fatalf("applying the worker's role: %v\n%s", err, role)
 	}
 	t.Logf("the worker's role (drillship rbac):\n%s", role)
+	// A new binding takes a moment to be enforced: wait until every rule is
+	// (a preflight check made before then would rightly refuse).
+	for _, r := range roleRules(g) {
+		for _, verb := range r.rule.Verbs {
+			attrs := &authorizationv1.ResourceAttributes{Namespace: r.namespace, Verb: verb, Group: r.rule.APIGroups[0], Resource: r.rule.Resources[0]}
+			if len(r.rule.ResourceNames) > 0 {
+				attrs.Name = r.rule.ResourceNames[0]
+			}
+			harness.WaitUntil(t, "the role's "+verb+" "+r.rule.Resources[0]+" enforced", 30*time.Second, func() bool {
+				sar, err := w.kc.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authorizationv1.SubjectAccessReview{
+					Spec: authorizationv1.SubjectAccessReviewSpec{User: kube.ServiceAccountUser("drillship", "worker"),
+						Groups: []string{"system:serviceaccounts", "system:serviceaccounts:drillship"}, ResourceAttributes: attrs},
+				}, metav1.CreateOptions{})
+				return err == nil && sar.Status.Allowed
+			})
+		}
+	}
+}
+
+type scopedRule struct {
+	namespace string
+	rule      rbacv1.PolicyRule
+}
+
+func roleRules(g rbac.Grants) []scopedRule {
+	var out []scopedRule
+	for _, r := range g.Roles {
+		for _, pr := range r.Rules {
+			out = append(out, scopedRule{r.Namespace, pr})
+		}
+	}
+	if g.ClusterRole != nil {
+		for _, pr := range g.ClusterRole.Rules {
+			out = append(out, scopedRule{"", pr})
+		}
+	}
+	return out
 }
 
 // deploySpec is the shipped k8s-canary spec pointed at w's cluster (as the
