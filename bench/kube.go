@@ -179,7 +179,7 @@ func (r *runner) kubernetes(ctx context.Context, s *Section) {
 
 func writesNote(s *Section, audit, tool, user string) {
 	if b, err := writesByResource(audit, user); err == nil {
-		s.Notes = append(s.Notes, fmt.Sprintf("%s's writes over the whole section, by verb and resource: %s", tool, b))
+		s.Notes = append(s.Notes, fmt.Sprintf("writes by %s over the whole section, by verb and resource: %s", tool, b))
 	}
 }
 
