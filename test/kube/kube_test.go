@@ -435,6 +435,7 @@ func assertZoneBack(t *testing.T, kc kubernetes.Interface, zone string) {
 // TestK8sZoneOutageDrill: zone-a's nodes go NotReady and their pods are
 // evicted; web is Available again from zone-b within the target, the drill
 // is scored recovered on what it observed, and restore brings the zone back.
+// Then the pod-kill drill runs on the same cluster.
 func TestK8sZoneOutageDrill(t *testing.T) {
 	t.Parallel()
 	w := start(t, false)
@@ -458,6 +459,46 @@ func TestK8sZoneOutageDrill(t *testing.T) {
 	if d.Status.AvailableReplicas != *d.Spec.Replicas {
 		t.Errorf("web available %d of %d after the drill", d.Status.AvailableReplicas, *d.Spec.Replicas)
 	}
+
+	// Then the pod-kill drill on the same cluster: half of web's pods
+	// deleted, replaced by the Deployment, scored on what was observed.
+	spec = w.drillSpec(t, "k8s-pod-kill")
+	w.addRole(t, spec.Uses(), nil)
+	before := w.podNames(t)
+	rec = harness.RunDrill(t, w.env, spec, drills.ModeAutomated)
+	t.Logf("pod kill: %s (%s); marks %v; findings %v", rec.Outcome, rec.Reason, rec.Marks, rec.Findings)
+	if rec.Outcome != ledger.OutcomeRecovered {
+		t.Fatalf("pod kill: outcome %s (%s), want recovered", rec.Outcome, rec.Reason)
+	}
+	if _, ok := rec.MarkAt(ledger.Detected); !ok {
+		t.Error("pod kill: no detected mark")
+	}
+	after := w.podNames(t)
+	gone := 0
+	for _, n := range before {
+		if !slices.Contains(after, n) {
+			gone++
+		}
+	}
+	if gone != len(before)/2 || len(after) != len(before) {
+		t.Errorf("pod kill: %d of %d pods replaced (want half), %d now", gone, len(before), len(after))
+	}
+}
+
+// podNames lists the stable web pods that are not being deleted.
+func (w *world) podNames(t *testing.T) []string {
+	t.Helper()
+	pods, err := w.kc.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=web,drillship.dev/role=stable"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			out = append(out, p.Name)
+		}
+	}
+	return out
 }
 
 // TestK8sDrillRBACMissingVerb: with the worker's role missing one verb the
