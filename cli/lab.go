@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/drillship/drillship/lab"
+	"github.com/drillship/drillship/lab/argo"
 	"github.com/drillship/drillship/lab/kube"
 )
 
@@ -38,8 +40,10 @@ func labCommand() *ucli.Command {
 				Action: labUp,
 			},
 			{
-				Name:   "build",
-				Usage:  "build the Kubernetes control plane's binaries for `lab up --kubernetes` (once; cached in " + kube.Dir() + ")",
+				Name:  "build",
+				Usage: "build the Kubernetes control plane's binaries for `lab up --kubernetes` (once; cached in " + kube.Dir() + ")",
+				Flags: []ucli.Flag{&ucli.BoolFlag{Name: "argo-rollouts",
+					Usage: "also Argo Rollouts " + argo.Version + "'s controller for `bench --kubernetes` (cached in " + argo.Dir() + "; else the bench builds it on first use)"}},
 				Action: labBuild,
 			},
 			{
@@ -231,19 +235,32 @@ var kubernetesFlag = &ucli.BoolFlag{Name: "kubernetes", Usage: "also a Kubernete
 
 // labBuild builds what the lab's cluster needs and is not cached yet.
 func labBuild(c *ucli.Context) error {
-	missing := kube.Missing()
 	w := c.App.Writer
-	if len(missing) == 0 {
+	if missing := kube.Missing(); len(missing) == 0 {
 		fmt.Fprintf(w, "nothing to build: the Kubernetes %s binaries and CRDs are in %s\n", kube.KubernetesVersion, kube.Dir())
+	} else if err := build(w, "kube", kube.Dir(), missing, func() error { return kube.Build(c.Context, c.App.ErrWriter) }, kube.Missing); err != nil {
+		return err
+	}
+	if !c.Bool("argo-rollouts") {
 		return nil
 	}
-	fmt.Fprintf(w, "building into %s: %s\n", kube.Dir(), strings.Join(missing, ", "))
-	start := time.Now()
-	if err := kube.Build(c.Context, c.App.ErrWriter); err != nil {
-		return fmt.Errorf("lab build (after %s): %w", time.Since(start).Round(time.Second), err)
+	missing := argo.Missing()
+	if len(missing) == 0 {
+		fmt.Fprintf(w, "nothing to build: Argo Rollouts %s is in %s\n", argo.Version, argo.Dir())
+		return nil
 	}
-	if still := kube.Missing(); len(still) > 0 {
-		return fmt.Errorf("lab build ended but still missing: %s", strings.Join(still, ", "))
+	return build(w, "argo-rollouts", argo.Dir(), missing, func() error { return argo.Build(c.Context, c.App.ErrWriter) }, argo.Missing)
+}
+
+// build runs do, says how long it took, and checks nothing is missing after.
+func build(w io.Writer, what, dir string, missing []string, do func() error, after func() []string) error {
+	fmt.Fprintf(w, "building into %s: %s\n", dir, strings.Join(missing, ", "))
+	start := time.Now()
+	if err := do(); err != nil {
+		return fmt.Errorf("lab build %s (after %s): %w", what, time.Since(start).Round(time.Second), err)
+	}
+	if still := after(); len(still) > 0 {
+		return fmt.Errorf("lab build %s ended but still missing: %s", what, strings.Join(still, ", "))
 	}
 	fmt.Fprintf(w, "built %s in %s\n", strings.Join(missing, ", "), time.Since(start).Round(time.Second))
 	return nil
