@@ -170,6 +170,41 @@ func (a *Activities) PromoteVersion(ctx context.Context, in VersionInput) (int64
 	})
 }
 
+// ScaleInput asks a release target to size the canary for Weight percent
+// of the traffic.
+type ScaleInput struct {
+	Target  Target `json:"target"`
+	Version string `json:"version"`
+	Weight  int    `json:"weight"`
+}
+
+// ScaleResult says what ScaleCanary did: Scaled is false for a release
+// whose canary shares its capacity with nothing (it has no CanaryScaler).
+type ScaleResult struct {
+	Scaled   bool  `json:"scaled"`
+	Replicas int   `json:"replicas,omitempty"`
+	At       int64 `json:"at"`
+}
+
+// ScaleCanary raises the canary's capacity to carry in.Weight percent of
+// the traffic before it is shifted there, and waits until it is available.
+// Idempotent: a canary already that large is left alone.
+func (a *Activities) ScaleCanary(ctx context.Context, in ScaleInput) (ScaleResult, error) {
+	r, err := a.Reg.Release(in.Target)
+	if err != nil {
+		return ScaleResult{}, wrap("release", err)
+	}
+	s, ok := r.(CanaryScaler)
+	if !ok {
+		return ScaleResult{At: nowMs()}, nil
+	}
+	n, err := s.ScaleCanary(ctx, in.Version, in.Weight)
+	if err != nil {
+		return ScaleResult{}, wrap(fmt.Sprintf("scale canary %s for %d%%", in.Version, in.Weight), err)
+	}
+	return ScaleResult{Scaled: true, Replicas: n, At: nowMs()}, nil
+}
+
 // StopVersion stops a version's instances, unless none run.
 func (a *Activities) StopVersion(ctx context.Context, in VersionInput) (int64, error) {
 	return a.release(ctx, in, "stop", func(r Release, s ReleaseState) (bool, error) {

@@ -47,6 +47,10 @@ type PreflightInput struct {
 type PreflightResult struct {
 	Findings []Finding `json:"findings,omitempty"`
 	Refused  bool      `json:"refused,omitempty"`
+	// CanaryScales: the release target sizes its canary for each share of
+	// traffic (it is a CanaryScaler), so the deploy asks it to before each
+	// larger shift.
+	CanaryScales bool `json:"canaryScales,omitempty"`
 }
 
 // Preflight runs the checks of every target whose client has them. It only
@@ -57,6 +61,9 @@ func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (Prefligh
 		c, err := a.clientFor(u)
 		if err != nil {
 			return out, wrap("preflight", err)
+		}
+		if _, ok := c.(CanaryScaler); ok && u.Capability == CapRelease {
+			out.CanaryScales = true
 		}
 		p, ok := c.(Preflighter)
 		if !ok {

@@ -66,6 +66,17 @@ type Release interface {
 	Prune(ctx context.Context, current string, keep int) ([]string, error)
 }
 
+// CanaryScaler is an optional capability of a Release whose canary has
+// instances of its own beside the stable ones (a canary Deployment): before
+// the canary is given a larger share of traffic, its capacity is raised to
+// carry that share, and the call returns once the added instances are
+// available. A canary on one pod must not take 100% of the traffic. It
+// never scales down (the canary is stopped as a whole). It returns the
+// canary's instances.
+type CanaryScaler interface {
+	ScaleCanary(ctx context.Context, version string, weight int) (int, error)
+}
+
 // Query asks a signals provider for one value.
 //
 // Metric is one of the portable names below or a provider-specific one;

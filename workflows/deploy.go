@@ -233,6 +233,8 @@ type deploy struct {
 	deployed bool     // the canary's deploy was attempted: stop it unless promoted
 	shifted  bool     // a traffic shift was attempted: put traffic back unless promoted
 	pending  int      // watches cancelled whose samples have not come back yet
+	// canaryScales: the release sizes its canary for each share (preflight).
+	canaryScales bool
 }
 
 // Deploy runs a canary deploy as its runbook says: take the service's lease,
@@ -780,6 +782,7 @@ func (d *deploy) preflight(ctx workflow.Context) *ending {
 		return ptr(d.refuse(ctx, "the preflight checks could not run: "+brief(err)))
 	}
 	d.res.Preflight = r.Findings
+	d.canaryScales = r.CanaryScales
 	var refused []string
 	for _, f := range r.Findings {
 		switch {
@@ -1071,8 +1074,23 @@ func (d *deploy) shiftSummary(canary int) string {
 // shift sets the canary's share. The weights are marked as possibly
 // changed before the call: a call that failed may still have taken effect.
 func (d *deploy) shift(ctx workflow.Context, canary int) error {
+	if err := d.sizeCanary(ctx, canary); err != nil {
+		return err
+	}
 	d.shifted = true
 	return d.setWeights(ctx, d.shiftSummary(canary), canary)
+}
+
+// sizeCanary raises the canary's capacity for its next, larger share before
+// it gets it (a canary Deployment on one pod must not take the whole route).
+// Only releases that said so at preflight size their canary.
+func (d *deploy) sizeCanary(ctx workflow.Context, canary int) error {
+	if !d.canaryScales || canary <= d.canaryWeight() {
+		return nil
+	}
+	in := activities.ScaleInput{Target: d.spec.Release, Version: d.in.Version, Weight: canary}
+	var r activities.ScaleResult
+	return d.call(ctx, callRelease, fmt.Sprintf("Size canary %s for %d%% of traffic", d.in.Version, canary), d.act.ScaleCanary, in, &r)
 }
 
 // setWeights gives the canary its share; the activity reads the weights

@@ -184,6 +184,41 @@ func TestDeployPreflight(t *testing.T) {
 	}
 }
 
+// TestDeployCanarySizedBeforeShift: the canary's capacity is raised before
+// each larger share reaches it (never after, never for a smaller share), and
+// a canary that cannot be sized is rolled back without getting the share.
+func TestDeployCanarySizedBeforeShift(t *testing.T) {
+	env, w := newEnv(t), newWorld()
+	w.mockDeploy(env)
+	res := runDeploy(t, env, testSpec("rollback"))
+	if res.Outcome != OutcomePromoted || w.called("scale") != 0 {
+		t.Fatalf("outcome %s (%s), %d sizings of a canary that does not scale", res.Outcome, res.Reason, w.called("scale"))
+	}
+
+	env, w = newEnv(t), newWorld()
+	w.canaryScales = true
+	w.mockDeploy(env)
+	res = runDeploy(t, env, testSpec("rollback"))
+	if res.Outcome != OutcomePromoted {
+		t.Fatalf("outcome %s (%s)", res.Outcome, res.Reason)
+	}
+	want := []string{"scale 10", "weights 10", "scale 50", "weights 50", "scale 100", "weights 100"}
+	if len(w.shifts) < len(want) || !slices.Equal(w.shifts[:len(want)], want) {
+		t.Fatalf("shifts %v, want %v first", w.shifts, want)
+	}
+
+	env, w = newEnv(t), newWorld()
+	w.canaryScales, w.scaleFailAt = true, 50
+	w.mockDeploy(env)
+	res = runDeploy(t, env, testSpec("rollback"))
+	if res.Outcome != OutcomeRolledBack || !strings.Contains(res.Reason, "exceeded quota") {
+		t.Fatalf("outcome %s (%s), want rolled back naming the quota", res.Outcome, res.Reason)
+	}
+	if slices.Contains(w.shifts, "weights 50") || w.weights["v2"] != 0 {
+		t.Fatalf("shifts %v, weights %v: the unsized canary got its share, or kept traffic", w.shifts, w.weights)
+	}
+}
+
 // TestDeployHeldSamplesAreRecorded: while paused the canary is watched and
 // what the watch saw is in the step records; a failure while held rolls
 // back. Before "deploy-safety" a rollback during a pause left step 1 as

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -41,6 +42,10 @@ type world struct {
 	leaseHeldBy  string               // AcquireLease refuses, naming this holder
 	service      string               // the service the release target says it serves
 	preflight    []activities.Finding // what the providers' preflight checks find
+	canaryScales bool                 // the release sizes its canary (preflight says so)
+	scaleFailAt  int                  // ScaleCanary fails (non-retryable) for this weight
+	// shifts logs "scale N" and "weights N" (the canary's weight) in order.
+	shifts []string
 	// stoppedServing counts canaries stopped while they still had traffic:
 	// the invariant is that it stays 0.
 	stoppedServing int
@@ -63,7 +68,7 @@ func (w *world) mockPreflight(env *testsuite.TestWorkflowEnvironment) {
 	var a *activities.Activities
 	env.OnActivity(a.Preflight, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PreflightInput) (activities.PreflightResult, error) {
 		w.count("preflight")
-		r := activities.PreflightResult{Findings: w.preflight}
+		r := activities.PreflightResult{Findings: w.preflight, CanaryScales: w.canaryScales}
 		for _, f := range w.preflight {
 			r.Refused = r.Refused || (!f.OK && f.Refuse)
 		}
@@ -128,10 +133,21 @@ func (w *world) mockDeploy(env *testsuite.TestWorkflowEnvironment) {
 		w.count("prune")
 		return nil, nil
 	})
+	env.OnActivity(a.ScaleCanary, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ScaleInput) (activities.ScaleResult, error) {
+		w.count("scale")
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.shifts = append(w.shifts, fmt.Sprintf("scale %d", in.Weight))
+		if w.scaleFailAt == in.Weight {
+			return activities.ScaleResult{}, temporal.NewNonRetryableApplicationError("exceeded quota: pods", "Permanent", nil)
+		}
+		return activities.ScaleResult{Scaled: true, Replicas: max(1, in.Weight*4/100), At: time.Now().UnixMilli()}, nil
+	})
 	env.OnActivity(a.SetWeights, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.WeightsInput) (activities.WeightsResult, error) {
 		w.count("weights")
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		w.shifts = append(w.shifts, fmt.Sprintf("weights %d", in.Weights["v2"]))
 		if w.failStableAt > 0 && in.Weights["v2"] == 0 && w.weights["v2"] > 0 {
 			return activities.WeightsResult{}, temporal.NewNonRetryableApplicationError("AccessDenied: not allowed to change the weights", "Permanent", nil)
 		}

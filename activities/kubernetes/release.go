@@ -697,3 +697,53 @@ func rsReplicas(rs *appsv1.ReplicaSet) int32 {
 	}
 	return max(want, rs.Status.Replicas)
 }
+
+// ScaleCanary gives the canary Deployment the replicas to carry weight
+// percent of what the stable Deployment carries (at least canaryReplicas)
+// and waits until they are available, before the traffic is shifted: a
+// canary on one pod must not take the whole route. It never scales down.
+// (activities.CanaryScaler)
+func (r *Release) ScaleCanary(ctx context.Context, version string, weight int) (int, error) {
+	if weight < 0 || weight > 100 {
+		return 0, activities.Permanent(fmt.Errorf("kubernetes: canary weight %d: want 0..100", weight))
+	}
+	k, ns, err := r.client()
+	if err != nil {
+		return 0, err
+	}
+	var gen int64
+	var want int32
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		st, err := r.stable(ctx, k, ns)
+		if err != nil {
+			return err
+		}
+		want = max(r.cfg.canaryReplicas, int32((int(replicas(st))*weight+99)/100))
+		cur, err := r.canary(ctx, k, ns)
+		if err != nil {
+			return err
+		}
+		if cur == nil || cur.Spec.Template.Labels[LabelVersion] != version {
+			return activities.Permanent(fmt.Errorf("kubernetes: Deployment %s does not run the canary %s", r.cfg.Canary, version))
+		}
+		if cur.Spec.Replicas != nil && *cur.Spec.Replicas >= want {
+			want, gen = *cur.Spec.Replicas, cur.Generation
+			return nil
+		}
+		next := cur.DeepCopy()
+		next.Spec.Replicas = &want
+		got, err := k.AppsV1().Deployments(ns).Update(ctx, next, metav1.UpdateOptions{})
+		if err != nil {
+			if apierrors.IsConflict(err) {
+				return err
+			}
+			return kubeconn.Classify(err)
+		}
+		gen = got.Generation
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return int(want), r.waitRollout(ctx, r.cfg.Canary, gen, version, fmt.Sprintf("the canary %s at %d replicas", version, want))
+}

@@ -283,9 +283,10 @@ func (w *world) assertSettled(t *testing.T, want string) {
 }
 
 // TestK8sCanary: a bad version (errors on real requests through the data
-// plane) rolls back with the route on stable and the canary removed; then a
-// good one is promoted: the stable Deployment rolled onto it, its
-// ReplicaSets kept, the route back on the stable backend.
+// plane) rolls back with the route on stable and the canary removed; a
+// deploy cancelled from the Temporal API ends the same way; then a good one
+// is promoted: the stable Deployment rolled onto it, its ReplicaSets kept,
+// the route back on the stable backend.
 func TestK8sCanary(t *testing.T) {
 	t.Parallel()
 	w := start(t, false)
@@ -311,7 +312,21 @@ func TestK8sCanary(t *testing.T) {
 	}
 	w.assertSettled(t, "v1")
 
+	// Cancelled from the Temporal API (the UI's Cancel) with the canary at
+	// 10% of the route: an abort, the same way back.
 	w.l.Service("v2").SetErrorRate(0)
+	run := harness.StartDeploy(t, w.env, spec, "v2", "cancel-test")
+	harness.WaitUntil(t, "the canary at 10% on the route", 2*time.Minute, func() bool { return w.routeWeights(t)["web-canary"] == 10 })
+	if err := w.env.Client.CancelWorkflow(context.Background(), run.GetID(), ""); err != nil {
+		t.Fatal(err)
+	}
+	res, _ = harness.DeployResultOf(t, run, 3*time.Minute)
+	t.Logf("cancelled at 10%%: %s (%s)", res.Outcome, res.Reason)
+	if res.Outcome != workflows.OutcomeAborted {
+		t.Fatalf("cancelled: outcome %s (%s), want aborted", res.Outcome, res.Reason)
+	}
+	w.assertSettled(t, "v1")
+
 	time.Sleep(7 * time.Second) // the bad run's errors leave the 5s rate window
 	res = harness.RunDeploy(t, w.env, spec, "v2")
 	t.Logf("good v2: %s (%s) in %d ms", res.Outcome, res.Reason, res.DurationMs)
