@@ -236,6 +236,26 @@ func TestReleaseOnCluster(t *testing.T) {
 		t.Errorf("running = %v, want [v1 v2]", st.Running)
 	}
 
+	// ScaleCanary: sized for half of web's 4 replicas before half the
+	// traffic, available when it returns; a smaller share changes nothing;
+	// a version the canary does not run is refused.
+	n, err := r.ScaleCanary(ctx, "v2", 50)
+	relMust(t, err)
+	can, err = admin.AppsV1().Deployments(relNS).Get(ctx, "web-canary", metav1.GetOptions{})
+	relMust(t, err)
+	if n != 2 || *can.Spec.Replicas != 2 || can.Status.AvailableReplicas != 2 {
+		t.Errorf("canary for 50%%: ScaleCanary said %d, spec %d, available %d; want 2", n, *can.Spec.Replicas, can.Status.AvailableReplicas)
+	}
+	if n, err := r.ScaleCanary(ctx, "v2", 10); err != nil || n != 2 {
+		t.Errorf("canary for 10%% after 50%%: %d, %v; want left at 2", n, err)
+	}
+	if again, _ := admin.AppsV1().Deployments(relNS).Get(ctx, "web-canary", metav1.GetOptions{}); again.Generation != can.Generation {
+		t.Errorf("a smaller share changed the canary: generation %d -> %d", can.Generation, again.Generation)
+	}
+	if _, err := r.ScaleCanary(ctx, "v9", 100); err == nil || !activities.IsPermanent(err) {
+		t.Errorf("sizing a canary for a version it does not run: %v, want a permanent error", err)
+	}
+
 	// Promote: the stable Deployment runs v2, its history holds v1 and v2.
 	start = time.Now()
 	relMust(t, r.Promote(ctx, "v2"))

@@ -357,6 +357,13 @@ func TestK8sWorkerKilledMidRollout(t *testing.T) {
 	first := w.worker(t)
 	run := harness.StartDeploy(t, w.env, spec, "v2", "kill-test")
 	harness.WaitUntil(t, "the canary at 50% on the route", 3*time.Minute, func() bool { return w.routeWeights(t)["web-canary"] == 50 })
+	// The canary was sized for half of what the stable Deployment carries
+	// before the route gave it half the traffic.
+	if c := w.deployment(t, "web-canary"); c == nil {
+		t.Error("half the route goes to a canary Deployment that does not exist")
+	} else if c.Status.AvailableReplicas < 2 {
+		t.Errorf("the canary has half the route with %d available replicas, want 2 (half of web's 4)", c.Status.AvailableReplicas)
+	}
 	time.Sleep(2 * time.Second) // inside the 50% window's watch
 	first.kill()
 	t.Logf("worker SIGKILLed with the route at %v", w.routeWeights(t))
