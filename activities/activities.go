@@ -209,17 +209,20 @@ func (a *Activities) ScaleCanary(ctx context.Context, in ScaleInput) (ScaleResul
 func (a *Activities) StopVersion(ctx context.Context, in VersionInput) (int64, error) {
 	return a.release(ctx, in, "stop", func(r Release, s ReleaseState) (bool, error) {
 		if !has(s.Running, in.Version) {
-			return false, nil
+			// A release that settles counts only ready instances as
+			// running: a canary someone scaled to 0 is still there.
+			return false, settle(r, func() error { return r.Stop(ctx, in.Version) })
 		}
 		return true, r.Stop(ctx, in.Version)
 	})
 }
 
-// Settling is an optional capability of a Release whose Deploy and Promote
-// return only once the version is ready (a Kubernetes rollout) and may be
-// called again at no cost. Its state names a version as soon as it is asked
-// for, before it is ready: a retry after a crash calls them again, so that
-// it still waits for readiness instead of taking "named" for "ready".
+// Settling is an optional capability of a Release whose Deploy, Promote and
+// Stop return only once done (a Kubernetes rollout, a canary deleted) and
+// may be called again at no cost. Its state names a version as soon as it
+// is asked for, before it is ready, and counts only ready instances as
+// running: a retry after a crash calls them again, so that it still waits
+// for readiness, and a canary scaled to 0 by someone is still stopped.
 type Settling interface {
 	Settles() bool
 }
