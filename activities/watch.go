@@ -35,6 +35,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/drillship/drillship/analysis"
+	"github.com/drillship/drillship/specfile"
 )
 
 // WatchInput asks for a canary to be watched for a window.
@@ -205,14 +206,20 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (WatchResult, err
 		return WatchResult{StartedAt: now, EndedAt: now, Attempts: max(w.attempt, 1)}, wrap("signals", err)
 	}
 	w.sample = func(ctx context.Context) (analysis.Verdict, error) { return judge(ctx, sig, in, w.metrics()) }
+	w.lookBack = func(ctx context.Context, extra time.Duration) (analysis.Verdict, error) {
+		return judge(ctx, sig, in, lookingBack(w.metrics(), extra))
+	}
 	return w.run(ctx, prev)
 }
 
 // watcher is the watch without Temporal: beat records progress, sample
 // takes one sample, attempt and scheduled come from the activity's info.
 type watcher struct {
-	in        WatchInput
-	sample    func(context.Context) (analysis.Verdict, error)
+	in     WatchInput
+	sample func(context.Context) (analysis.Verdict, error)
+	// lookBack takes one sample whose windows reach extra further back:
+	// a resumed watch judges the time no worker watched (nil: it cannot).
+	lookBack  func(context.Context, time.Duration) (analysis.Verdict, error)
 	beat      func(WatchProgress)
 	log       log.Logger
 	attempt   int
@@ -272,6 +279,11 @@ func (w *watcher) run(ctx context.Context, prev *WatchProgress) (WatchResult, er
 	p.Result.StartedAt, p.Result.Attempts = p.StartedAt, attempt
 	p.Result.EndedAt = now
 	w.beat(p)
+	if prev != nil && now > prev.LastAt {
+		if r, failed := w.judgeGap(ctx, &p, time.Duration(now-prev.LastAt)*time.Millisecond); failed {
+			return r, nil
+		}
+	}
 
 	sampleTimeout := watchSampleTimeout(iv, w.in.SampleTimeout)
 	tick := time.NewTicker(iv)
@@ -282,7 +294,7 @@ func (w *watcher) run(ctx context.Context, prev *WatchProgress) (WatchResult, er
 			return w.cancelled(ctx, &p)
 		case <-tick.C:
 		}
-		v, err := w.bounded(ctx, sampleTimeout)
+		v, err := w.bounded(ctx, sampleTimeout, w.sample)
 		if ctx.Err() != nil {
 			// Cancelled mid-sample: that is the workflow ending the
 			// watch, not the provider failing.
@@ -346,10 +358,57 @@ func (w *watcher) run(ctx context.Context, prev *WatchProgress) (WatchResult, er
 	}
 }
 
+// judgeGap looks back over the time no worker watched (a crash, lost
+// heartbeats) with one sample whose windows cover it. The gap stays
+// unobserved (it is never counted as evidence), but a canary that failed in
+// it is not forgotten: a failing look-back counts as a failed sample for
+// every interval it spans, so a canary that served errors while its watcher
+// was dead fails the judgement even if it looks healthy again afterwards.
+func (w *watcher) judgeGap(ctx context.Context, p *WatchProgress, gap time.Duration) (WatchResult, bool) {
+	if w.lookBack == nil || ctx.Err() != nil {
+		return WatchResult{}, false
+	}
+	iv := watchInterval(w.in.Interval)
+	v, err := w.bounded(ctx, watchSampleTimeout(iv, w.in.SampleTimeout), func(c context.Context) (analysis.Verdict, error) { return w.lookBack(c, gap) })
+	if err != nil || ctx.Err() != nil {
+		w.log.Warn("watch: looking back over the unobserved time failed; it stays unobserved", "gap", gap, "error", err)
+		return WatchResult{}, false
+	}
+	v.Reason = fmt.Sprintf("looking back over %s unobserved: %s", gap.Round(100*time.Millisecond), v.Reason)
+	r := &p.Result
+	r.Last = append(r.Last, v)
+	if len(r.Last) > keepVerdicts {
+		r.Last = r.Last[len(r.Last)-keepVerdicts:]
+	}
+	if v.Outcome == analysis.Fail {
+		r.Failures += max(1, int(gap/iv))
+		if r.Failures > w.in.FailureLimit {
+			return w.fail(p, v.At, v.Reason, false), true
+		}
+	}
+	w.beat(*p)
+	return WatchResult{}, false
+}
+
+// lookingBack returns ms with every window extended by extra (a window
+// left to the provider's default gets a default of 10 s first).
+func lookingBack(ms []analysis.Metric, extra time.Duration) []analysis.Metric {
+	out := make([]analysis.Metric, len(ms))
+	for i, m := range ms {
+		d := m.Window.D()
+		if d <= 0 {
+			d = 10 * time.Second
+		}
+		m.Window = specfile.Duration(d + extra)
+		out[i] = m
+	}
+	return out
+}
+
 // bounded takes one sample within timeout. A provider that ignores its
 // context is abandoned (its answer, if it ever comes, is dropped) so that a
 // hung read cannot stall the watch past its heartbeat timeout.
-func (w *watcher) bounded(ctx context.Context, timeout time.Duration) (analysis.Verdict, error) {
+func (w *watcher) bounded(ctx context.Context, timeout time.Duration, sample func(context.Context) (analysis.Verdict, error)) (analysis.Verdict, error) {
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	type answer struct {
@@ -358,7 +417,7 @@ func (w *watcher) bounded(ctx context.Context, timeout time.Duration) (analysis.
 	}
 	ch := make(chan answer, 1)
 	go func() {
-		v, err := w.sample(sctx)
+		v, err := sample(sctx)
 		ch <- answer{v, err}
 	}()
 	select {

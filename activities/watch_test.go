@@ -22,6 +22,9 @@ type fakeSignals struct {
 	mu     sync.Mutex
 	n      int
 	answer func(ctx context.Context, n int) (Sample, error)
+	// lookBack, when set, answers queries whose window reaches further
+	// back than a normal sample's (a resumed watch judging its gap).
+	lookBack func(q Query) (Sample, error)
 }
 
 func (f *fakeSignals) Sample(ctx context.Context, q Query) (Sample, error) {
@@ -29,6 +32,9 @@ func (f *fakeSignals) Sample(ctx context.Context, q Query) (Sample, error) {
 	n := f.n
 	f.n++
 	f.mu.Unlock()
+	if f.lookBack != nil && q.Window > time.Second {
+		return f.lookBack(q)
+	}
 	return f.answer(ctx, n)
 }
 
@@ -104,14 +110,22 @@ func overWindow(conclusive int, seen time.Duration) *WatchProgress {
 }
 
 // The bug of issue 10: the retry found the window over and passed at once.
-// Now it watches for the rest of the window's observed time and fails a bad
-// canary. (The old watch returned {Failed: false, Samples: 2} here.)
+// Now it looks back over the time nobody watched, and then watches for the
+// rest of the window's observed time: a bad canary fails either way. (The
+// old watch returned {Failed: false, Samples: 2} here.)
 func TestRetryAfterWindowOverFailsBadCanary(t *testing.T) {
 	f := &fakeSignals{answer: errorRate(bad)}
 	in := watchInput(300 * time.Millisecond)
 	in.FailureLimit = 1
 	r := runWatch(t, f, in, overWindow(2, 100*time.Millisecond))
-	if !r.Failed || r.Insufficient || r.Failures != 2 || f.count() != 2 {
+	if !r.Failed || r.Insufficient || !strings.Contains(r.Reason, "looking back over 9.9s unobserved") || f.count() != 1 {
+		t.Fatalf("retried watch of a bad canary: %+v after %d samples; want failed on the look-back over the gap", r, f.count())
+	}
+	// Without the look-back (a canary that only fails now), it fails on
+	// the samples after the resume.
+	f = &fakeSignals{answer: errorRate(bad), lookBack: func(Query) (Sample, error) { return Sample{Value: good, At: nowMs()}, nil }}
+	r = runWatch(t, f, in, overWindow(2, 100*time.Millisecond))
+	if !r.Failed || r.Insufficient || r.Failures != 2 || f.count() != 3 {
 		t.Fatalf("retried watch of a bad canary: %+v after %d samples; want failed on values after 2 new samples", r, f.count())
 	}
 	if len(r.Gaps) != 1 || r.UnobservedMs < 9000 || r.Gaps[0].Attempt < 2 || r.Attempts < 2 {
@@ -161,8 +175,37 @@ func TestGapExtendsWindow(t *testing.T) {
 	if len(r.Gaps) != 1 || r.Gaps[0].From != p.LastAt || r.Gaps[0].To < now.UnixMilli() || r.UnobservedMs < 200 {
 		t.Fatalf("gaps %+v unobserved %d", r.Gaps, r.UnobservedMs)
 	}
-	if r.Samples != 4+f.count() || r.Conclusive != r.Samples || r.StartedAt != p.StartedAt {
+	// One of the new samples is the look-back over the gap: it is never
+	// counted as evidence.
+	if r.Samples != 4+f.count()-1 || r.Conclusive != r.Samples || r.StartedAt != p.StartedAt {
 		t.Fatalf("%+v after %d new samples: counts carry on from the heartbeat", r, f.count())
+	}
+}
+
+// Issue 13's outside test: the worker watching the bake was killed, the
+// canary served 30% errors for 7 s, was good again, and a new worker
+// resumed: the watch saw only the good part and promoted it ("unobserved
+// 15.5s, not counted"). Now the resumed watch looks back over the gap with
+// one sample whose windows cover it, and a failure there counts for every
+// interval it spans. A good look-back is not evidence: a silent canary
+// after it still fails for lack of it.
+func TestLookBackOverGap(t *testing.T) {
+	in := watchInput(200 * time.Millisecond)
+	in.FailureLimit = 1
+	var looked Query
+	f := &fakeSignals{answer: errorRate(good), lookBack: func(q Query) (Sample, error) { looked = q; return Sample{Value: bad, At: nowMs()}, nil }}
+	r := runWatch(t, f, in, overWindow(2, 100*time.Millisecond))
+	if !r.Failed || r.Insufficient || !strings.Contains(r.Reason, "looking back over 9.9s unobserved: errors: error_rate 0.3 above max 0.1") {
+		t.Fatalf("canary bad while unwatched, good after: %+v; want failed on the look-back", r)
+	}
+	if looked.Window < 9900*time.Millisecond {
+		t.Fatalf("the look-back's window %s does not cover the 9.9s gap", looked.Window)
+	}
+
+	f = &fakeSignals{answer: noData, lookBack: func(Query) (Sample, error) { return Sample{Value: good, At: nowMs()}, nil }}
+	r = runWatch(t, f, in, overWindow(0, 0))
+	if !r.Failed || !r.Insufficient || r.Conclusive != 0 {
+		t.Fatalf("a good look-back then no data: %+v; want insufficient evidence (the gap is not evidence)", r)
 	}
 }
 

@@ -30,15 +30,21 @@ func TrafficKey(t activities.Target) string {
 		}
 		return "traffic:local/weights/" + level
 	}
+	return targetKey("traffic:", t)
+}
+
+// targetKey names t by its provider and the settings that say which
+// target it is.
+func targetKey(prefix string, t activities.Target) string {
 	cfg := canonical(t.Config)
 	if len(cfg) == 0 {
-		return "traffic:" + t.Provider
+		return prefix + t.Provider
 	}
 	b, err := json.Marshal(cfg) // maps marshal with sorted keys
 	if err != nil {
-		return "traffic:" + t.Provider
+		return prefix + t.Provider
 	}
-	return "traffic:" + t.Provider + string(b)
+	return prefix + t.Provider + string(b)
 }
 
 // notIdentity are settings that change how a provider reaches or waits for a
@@ -79,13 +85,30 @@ func DeployKeys(spec deploys.Spec) []string {
 	return sortedUnique([]string{ServiceKey(spec.Service, spec.Environment), TrafficKey(spec.Traffic)})
 }
 
+// FaultsKey is the key of a faults target: one drill injecting into it at a
+// time (two zone outages at once measure nothing, and each would restore
+// the other's nodes). Which kinds a target may inject does not change where
+// the faults land.
+func FaultsKey(t activities.Target) string {
+	cfg := map[string]any{}
+	for k, v := range t.Config {
+		if k != "kinds" {
+			cfg[k] = v
+		}
+	}
+	return targetKey("faults:", activities.Target{Provider: t.Provider, Config: cfg})
+}
+
 // DrillKeys returns the keys a drill holds: every traffic target that its
-// weights, failover and deploy steps shift, and the release target of each
-// deploy step.
+// weights, failover and deploy steps shift, the release target of each
+// deploy step, and every faults target it injects into.
 func DrillKeys(spec drills.Spec) []string {
 	var keys []string
 	for _, steps := range [][]drills.Step{spec.Inject, spec.Mitigation.Steps, spec.Restore} {
 		for _, st := range steps {
+			if st.Fault != nil {
+				keys = append(keys, FaultsKey(spec.Target(activities.CapFaults, st.Target)))
+			}
 			if len(st.Weights) > 0 || st.Failover != nil {
 				keys = append(keys, TrafficKey(spec.Target(activities.CapTraffic, st.Target)))
 			}

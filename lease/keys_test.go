@@ -28,9 +28,13 @@ func TestDeployAndDrillKeys(t *testing.T) {
 	}
 	for name, want := range map[string][]string{
 		// The drill runs a deploy of web: it holds what that deploy holds.
-		"rollback-drill":  {"service:web@local", "traffic:local/weights/version"},
-		"region-failover": {"traffic:local/weights/region"},
-		"db-primary-loss": {},
+		"rollback-drill":  {"faults:local", "service:web@local", "traffic:local/weights/version"},
+		"region-failover": {"faults:local", "traffic:local/weights/region"},
+		"db-primary-loss": {`faults:postgres{"lab":"default"}`},
+		// Which kinds a target may inject does not change where they land:
+		// the zone outage and the pod kill exclude each other.
+		"k8s-zone-outage": {`faults:kubernetes{"namespace":"web"}`},
+		"k8s-pod-kill":    {`faults:kubernetes{"namespace":"web"}`},
 	} {
 		d, err := drills.Load(name, reg)
 		if err != nil {
