@@ -99,6 +99,10 @@ type Declaration struct {
 	// Backends says, for traffic settings, what the weight keys are and,
 	// when the settings list them, which ones exist. Nil: not declared.
 	Backends func(cfg map[string]any) Backends `json:"-"`
+	// FaultsAllowed says which of Faults a target's settings let it inject
+	// (a narrower grant than the provider's, such as config.kinds) and
+	// where the settings say so; nil kinds, or a nil func: all of them.
+	FaultsAllowed func(cfg map[string]any) (kinds []string, where string) `json:"-"`
 }
 
 // Backends is what a traffic provider's weight keys are.

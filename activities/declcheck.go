@@ -611,6 +611,18 @@ func CheckFault(provider string, d Declaration, f Fault, known map[string][]stri
 	return append(CheckParams(fd.Params, f.Params), checkKnown(fd.Params, f.Params, known)...)
 }
 
+// CheckTargetFault is CheckFault for a fault run on target t: a declared
+// kind that t's settings leave out is refused as well, since its inject
+// would be (and nothing else about it matters then).
+func CheckTargetFault(t Target, d Declaration, f Fault, known map[string][]string) []Problem {
+	if _, declared := d.Fault(f.Kind); declared && !d.AnyFault && d.FaultsAllowed != nil {
+		if kinds, where := d.FaultsAllowed(t.Config); kinds != nil && !slices.Contains(kinds, f.Kind) {
+			return []Problem{{Path: "kind", Msg: fmt.Sprintf("%q is not in %s of this %s target (allowed: %s)", f.Kind, where, t.Provider, strings.Join(kinds, ", "))}}
+		}
+	}
+	return CheckFault(t.Provider, d, f, known)
+}
+
 func checkKnown(fields []Field, params map[string]string, known map[string][]string) []Problem {
 	var ps []Problem
 	for _, fl := range fields {

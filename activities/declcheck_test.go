@@ -64,3 +64,43 @@ func TestCheckQueryBoundsAndNames(t *testing.T) {
 		}
 	}
 }
+
+// A kind the provider declares but the target's settings leave out is
+// refused at validate, naming what the target allows; without the hook
+// (or with nothing narrowed) CheckFault decides alone.
+func TestCheckTargetFaultNarrowedBySettings(t *testing.T) {
+	d := Declaration{Faults: []FaultDecl{
+		{Kind: "a", Params: []Field{{Name: "n", Type: TypeInt}}},
+		{Kind: "b"},
+	}}
+	narrowed := d
+	narrowed.FaultsAllowed = func(cfg map[string]any) ([]string, string) {
+		if k, ok := cfg["kinds"].([]string); ok {
+			return k, "config.kinds"
+		}
+		return nil, ""
+	}
+	only := Target{Provider: "p", Config: map[string]any{"kinds": []string{"b"}}}
+	for _, tc := range []struct {
+		d      Declaration
+		t      Target
+		f      Fault
+		path   string // "" accepted
+		substr string
+	}{
+		{narrowed, only, Fault{Kind: "b"}, "", ""},
+		{narrowed, only, Fault{Kind: "a", Params: map[string]string{"n": "x"}}, "kind", `"a" is not in config.kinds of this p target (allowed: b)`},
+		{narrowed, only, Fault{Kind: "c"}, "kind", `"c" is not a fault of provider p (allowed: a, b)`},
+		{narrowed, Target{Provider: "p"}, Fault{Kind: "a"}, "", ""},
+		{narrowed, Target{Provider: "p"}, Fault{Kind: "a", Params: map[string]string{"n": "x"}}, "params.n", "expected a whole number"},
+		{d, only, Fault{Kind: "a"}, "", ""},
+	} {
+		ps := CheckTargetFault(tc.t, tc.d, tc.f, nil)
+		switch {
+		case tc.path == "" && len(ps) > 0:
+			t.Errorf("%+v on %v refused: %+v", tc.f, tc.t.Config, ps)
+		case tc.path != "" && (len(ps) != 1 || ps[0].Path != tc.path || !strings.Contains(ps[0].Msg, tc.substr)):
+			t.Errorf("%+v on %v = %+v, want %s: %s", tc.f, tc.t.Config, ps, tc.path, tc.substr)
+		}
+	}
+}

@@ -618,7 +618,7 @@ func (s *Spec) steps(c *specfile.Checker, reg Checker, path string, steps []Step
 			if f.Kind == "" {
 				c.Fail(p+".fault.kind", "missing")
 			} else if declared {
-				deploys.Problems(c, p+".fault", activities.CheckFault(t.Provider, decl, *f, s.knownRegions(d, t.Provider)))
+				deploys.Problems(c, p+".fault", activities.CheckTargetFault(t, decl, *f, s.knownRegions(d, t.Provider)))
 			}
 		}
 		if a := st.Action; a != nil {

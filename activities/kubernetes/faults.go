@@ -123,6 +123,7 @@ func declareFaults() activities.Declaration {
 	return activities.Declaration{
 		Config: kubeconn.With(activities.Field{Name: "kinds", Type: activities.TypeList, Enum: faultKinds,
 			Doc: "the fault kinds this target injects (the RBAC rules and the preflight cover these only); default all"}),
+		FaultsAllowed: allowedKinds,
 		Faults: []activities.FaultDecl{
 			{Kind: FaultPodKill, Doc: "deletes pods of a selector in the namespace (nothing to undo: their controllers replace them)", Params: []activities.Field{
 				{Name: "selector", Type: activities.TypeString, Required: true, Doc: "label selector, e.g. app=web"},
@@ -141,6 +142,37 @@ func declareFaults() activities.Declaration {
 			}},
 		},
 	}
+}
+
+// allowedKinds are the kinds config.kinds lets a target inject, so that
+// `drill validate` refuses a step its inject would refuse. Nil (all kinds)
+// when the setting is absent or not a list of known kinds: the settings
+// check reports a bad one.
+func allowedKinds(cfg map[string]any) ([]string, string) {
+	var given []string
+	switch l := cfg["kinds"].(type) {
+	case []string:
+		given = l
+	case []any:
+		for _, v := range l {
+			k, ok := v.(string)
+			if !ok {
+				return nil, ""
+			}
+			given = append(given, k)
+		}
+	}
+	var kinds []string
+	for _, k := range given {
+		if !slices.Contains(faultKinds, k) {
+			return nil, ""
+		}
+		if !slices.Contains(kinds, k) {
+			kinds = append(kinds, k)
+		}
+	}
+	sort.Strings(kinds)
+	return kinds, "config.kinds"
 }
 
 func faultRules(cfg map[string]any) ([]activities.Rule, error) {
@@ -259,9 +291,13 @@ func (f *Faults) Inject(ctx context.Context, ft activities.Fault) (string, error
 // when their last owner stops, so a stop retried after it restored
 // everything reports NotFound ("already over"); pod_kill keeps its record,
 // marked stopped.
+//
+// A kind these settings cannot inject is NotFound: the drill's inject ran
+// on the same settings and was refused before it changed anything, and
+// failing here would make its restore ask for a check by hand.
 func (f *Faults) Stop(ctx context.Context, ft activities.Fault, handle string) (activities.StopResult, error) {
-	if err := f.allowed(ft.Kind); err != nil {
-		return activities.StopResult{}, err
+	if f.allowed(ft.Kind) != nil {
+		return activities.StopResult{NotFound: true}, nil
 	}
 	switch ft.Kind {
 	case FaultPodKill:
@@ -484,7 +520,7 @@ func (f *Faults) zoneDown(ctx context.Context, ft activities.Fault) (string, err
 		return "", kubeconn.Classify(fmt.Errorf("kubernetes: zone_down: listing nodes: %w", err))
 	}
 	if len(nodes.Items) == 0 {
-		return "", activities.Permanent(fmt.Errorf("kubernetes: zone_down: no node has %s=%s", LabelZone, zone))
+		return "", f.noZone(ctx, kube, zone)
 	}
 	handle := FaultZoneDown + "/" + zone
 	for _, n := range nodes.Items {
@@ -503,6 +539,26 @@ func (f *Faults) zoneDown(ctx context.Context, ft activities.Fault) (string, err
 		}
 	}
 	return handle, nil
+}
+
+// noZone is the permanent error of a zone no node is in, naming the zones
+// there are (a typo, or the wrong cluster), before anything was changed.
+func (f *Faults) noZone(ctx context.Context, kube kubernetes.Interface, zone string) error {
+	zones := "unknown"
+	if all, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: LabelZone}); err == nil {
+		var names []string
+		for _, n := range all.Items {
+			if z := n.Labels[LabelZone]; !slices.Contains(names, z) {
+				names = append(names, z)
+			}
+		}
+		sort.Strings(names)
+		zones = strings.Join(names, ", ")
+		if len(names) == 0 {
+			zones = "no node has the label"
+		}
+	}
+	return activities.Permanent(fmt.Errorf("kubernetes: zone_down: no node has %s=%s (zones: %s)", LabelZone, zone, zones))
 }
 
 func (f *Faults) nodeDrain(ctx context.Context, ft activities.Fault) (string, error) {
@@ -905,6 +961,11 @@ func (f *Faults) podKill(ctx context.Context, ft activities.Fault) (string, erro
 		if err != nil {
 			return "", kubeconn.Classify(fmt.Errorf("kubernetes: pod_kill: listing pods %s: %w", sel, err))
 		}
+		if len(pods.Items) == 0 {
+			// A selector that matches nothing will not start matching on a
+			// retry: refused before anything was written or deleted.
+			return "", activities.Permanent(fmt.Errorf("kubernetes: pod_kill: no pod matches %s in %s", sel, ns))
+		}
 		var live []corev1.Pod
 		for _, p := range pods.Items {
 			if p.DeletionTimestamp == nil {
@@ -912,7 +973,8 @@ func (f *Faults) podKill(ctx context.Context, ft activities.Fault) (string, erro
 			}
 		}
 		if len(live) == 0 {
-			return "", fmt.Errorf("kubernetes: pod_kill: no running pod matches %s in %s", sel, ns)
+			// Retryable: their controllers are replacing them.
+			return "", fmt.Errorf("kubernetes: pod_kill: the %d pods matching %s in %s are all terminating", len(pods.Items), sel, ns)
 		}
 		sort.Slice(live, func(i, j int) bool { return live[i].Name < live[j].Name })
 		n := count

@@ -103,6 +103,39 @@ func TestFaultRules(t *testing.T) {
 	}
 }
 
+// A kind the settings cannot inject was never injected through them: its
+// Stop finds nothing (no error, no API call), so a drill whose inject was
+// refused does not end asking for a check by hand. validate knows the same
+// kinds.
+func TestFaultStopOfAKindNotInKinds(t *testing.T) {
+	f, err := NewFaults(map[string]any{"kinds": []any{"pod_kill"}, "kubeconfig": "/nonexistent/kubeconfig"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{FaultZoneDown, "region_down"} {
+		res, err := f.Stop(context.Background(), activities.Fault{Kind: kind, Params: map[string]string{"zone": "zone-a"}, Owner: "d"}, "")
+		if err != nil || !res.NotFound || len(res.Stopped) != 0 || res.NotOurs != "" {
+			t.Errorf("stop %s = %+v, %v; want NotFound", kind, res, err)
+		}
+	}
+	for _, tc := range []struct {
+		kinds any
+		want  []string // nil: all
+	}{
+		{nil, nil},
+		{[]any{}, nil},
+		{[]any{"zone_down", "pod_kill", "zone_down"}, []string{"pod_kill", "zone_down"}},
+		{[]string{"scale_to_zero"}, []string{"scale_to_zero"}},
+		{[]any{"region_down"}, nil}, // refused by the settings check instead
+		{"pod_kill", nil},
+	} {
+		got, where := allowedKinds(map[string]any{"kinds": tc.kinds})
+		if !slices.Equal(got, tc.want) || (got != nil && where != "config.kinds") {
+			t.Errorf("allowedKinds(%v) = %v %q, want %v", tc.kinds, got, where, tc.want)
+		}
+	}
+}
+
 // faultLab is one control plane for all the fault subtests.
 type faultLab struct {
 	c    *kube.Cluster
@@ -126,6 +159,7 @@ func TestFaultsOnCluster(t *testing.T) {
 	l.deployment(t, "web", 4, nil)
 	l.deployment(t, "cache", 2, nil)
 	l.waitPods(t, "app=web", "4 web pods Ready", func(ps []*corev1.Pod) bool { return countReady(ps) == 4 })
+	t.Run("NothingToTarget", l.nothingToTarget)
 	t.Run("PodKill", l.podKill)
 	t.Run("ScaleToZero", l.scaleToZero)
 	t.Run("ZoneDownTwoOwners", l.zoneDown)
@@ -275,6 +309,78 @@ func (l *faultLab) podKill(t *testing.T) {
 	if err != nil || len(res.Stopped) != 1 || res.Stopped[0] != h || res.NotFound {
 		t.Fatalf("stop = %+v, %v; want %s stopped", res, err, h)
 	}
+}
+
+// nothingToTarget: a zone no node is in and a selector no pod matches are
+// refused, permanently and before anything changed, naming what there is;
+// the restore's Stop then finds nothing, without an error.
+func (l *faultLab) nothingToTarget(t *testing.T) {
+	ctx := context.Background()
+	before := l.snapshot(t)
+	for _, tc := range []struct {
+		ft   activities.Fault
+		want string
+	}{
+		{activities.Fault{Kind: FaultZoneDown, Params: map[string]string{"zone": "zone-c", "heartbeat": "kwok"}, Owner: "drill-none"},
+			"kubernetes: zone_down: no node has topology.kubernetes.io/zone=zone-c (zones: zone-a, zone-b)"},
+		{activities.Fault{Kind: FaultPodKill, Params: map[string]string{"selector": "app=wbe"}, Owner: "drill-none"},
+			"kubernetes: pod_kill: no pod matches app=wbe in web"},
+	} {
+		h, err := l.f.Inject(ctx, tc.ft)
+		if h != "" || err == nil || !activities.IsPermanent(err) || err.Error() != tc.want {
+			t.Fatalf("inject %s = %q, %v; want a permanent %q", tc.ft.Kind, h, err, tc.want)
+		}
+		res, err := l.f.Stop(ctx, tc.ft, "")
+		if err != nil || !res.NotFound || len(res.Stopped) != 0 {
+			t.Fatalf("stop %s after the refused inject = %+v, %v; want NotFound", tc.ft.Kind, res, err)
+		}
+	}
+	if after := l.snapshot(t); after != before {
+		t.Fatalf("the refused injects changed the cluster:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// snapshot is what a fault could change: nodes' spec and annotations, the
+// web namespace's pods and ConfigMaps.
+func (l *faultLab) snapshot(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	nodes, err := l.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.Items {
+		var ours []corev1.Taint
+		for _, x := range n.Spec.Taints {
+			if x.Key == TaintZoneDown {
+				ours = append(ours, x)
+			}
+		}
+		// Only the annotations a fault writes: controllers add their own.
+		ann := map[string]string{}
+		for k, v := range n.Annotations {
+			if strings.Contains(k, "drillship.dev") || k == AnnKwokNode {
+				ann[k] = v
+			}
+		}
+		fmt.Fprintf(&b, "node %s unschedulable=%v taints=%v annotations=%v; ", n.Name, n.Spec.Unschedulable, ours, ann)
+	}
+	pods, err := l.kube.CoreV1().Pods("web").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		fmt.Fprintf(&b, "pod %s/%s; ", p.Name, p.UID)
+	}
+	cms, err := l.kube.CoreV1().ConfigMaps("web").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cms.Items {
+		fmt.Fprintf(&b, "configmap %s; ", c.Name)
+	}
+	return b.String()
 }
 
 func (l *faultLab) scaleToZero(t *testing.T) {
