@@ -673,12 +673,13 @@ func (d *deploy) rollback(ctx workflow.Context, e ending) {
 	d.st.Reason = e.reason
 	d.setPhase(ctx, "rolling-back")
 	if d.shifted {
+		began := workflow.Now(ctx)
 		at, err := d.shiftBack(ctx)
 		if err != nil {
 			d.res.Outcome = OutcomeRollbackFailed
-			d.res.Reason = fmt.Sprintf("%s; then the rollback failed: traffic could not be verified back on %s within %s (%s). "+
+			d.res.Reason = fmt.Sprintf("%s; then the rollback failed: traffic could not be verified back on %s (gave up after %s of its %s budget: %s). "+
 				"%s was left running and may still take traffic: shift all traffic to %s, check it, then stop %s",
-				e.reason, d.st.Stable, rollbackBudget, brief(err), d.in.Version, d.st.Stable, d.in.Version)
+				e.reason, d.st.Stable, workflow.Now(ctx).Sub(began).Round(time.Second), rollbackBudget, brief(err), d.in.Version, d.st.Stable, d.in.Version)
 			d.finding("rollback failed: traffic not verified on stable; manual action needed")
 			workflow.GetLogger(ctx).Error("rollback failed", "reason", d.res.Reason)
 			return
