@@ -7,9 +7,10 @@ import (
 	"github.com/drillship/drillship/activities"
 )
 
-// Rules lists the RBAC grants traffic needs: the one HTTPRoute, by name
-// (list and watch by name are what the wait for the controller uses), and
-// its status.
+// Rules lists the RBAC grants traffic needs: the one HTTPRoute, by name:
+// get to read it, update to write it (no patch), list and watch by name
+// for the wait for the controller. Status is read from the resource
+// itself, so httproutes/status needs no grant.
 func Rules(capability string, cfg map[string]any) ([]activities.Rule, error) {
 	if capability != activities.CapTraffic {
 		return nil, nil
@@ -25,14 +26,13 @@ func (c *Client) rules() []activities.Rule {
 	ns := c.Conn.Settings.Namespace
 	return []activities.Rule{
 		{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes"},
-			Verbs: []string{"get", "list", "watch", "update", "patch"}, ResourceNames: []string{c.Route}, Namespace: ns},
-		{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes/status"},
-			Verbs: []string{"get"}, ResourceNames: []string{c.Route}, Namespace: ns},
+			Verbs: []string{"get", "list", "watch", "update"}, ResourceNames: []string{c.Route}, Namespace: ns},
 	}
 }
 
-// Preflight checks, reading only, that the route exists, that its rule has
-// both backends, and that the worker may do what SetWeights does.
+// Preflight checks, reading only, that the route exists, that the weighted
+// rule is found (the same lookup SetWeights uses), and that the worker may
+// do what SetWeights does.
 func (c *Client) Preflight(ctx context.Context) ([]activities.Finding, error) {
 	out, err := c.Conn.Access(ctx, c.rules())
 	if err != nil {
@@ -45,10 +45,14 @@ func (c *Client) Preflight(ctx context.Context) ([]activities.Finding, error) {
 	case err != nil:
 		return nil, err
 	}
-	if w, err := c.weightsOf(r); err != nil {
+	if w, n, err := c.weightsOf(r); err != nil {
 		out = append(out, activities.Finding{Check: "httproute", Refuse: true, Detail: err.Error()})
 	} else {
-		d := fmt.Sprintf("HTTPRoute %s/%s rule %d: stable %s weight %d, canary %s weight %d", ns, c.Route, c.Rule, c.Backends[Stable], w[Stable], c.Backends[Canary], w[Canary])
+		how := "config.rule"
+		if c.Rule == nil {
+			how = "the rule holding both backends"
+		}
+		d := fmt.Sprintf("HTTPRoute %s/%s rule %d (%s): stable %s weight %d, canary %s weight %d", ns, c.Route, n, how, c.Backends[Stable], w[Stable], c.Backends[Canary], w[Canary])
 		if len(r.Status.Parents) == 0 {
 			d += "; no controller reports on it (status.parents is empty): writes are only read back"
 		}

@@ -14,7 +14,7 @@ func Declare(capability string) activities.Declaration {
 	return activities.Declaration{
 		Config: kubeconn.With(
 			activities.Field{Name: "route", Type: activities.TypeString, Required: true, Doc: "the HTTPRoute whose backendRefs are weighted"},
-			activities.Field{Name: "rule", Type: activities.TypeInt, Default: "0", Min: activities.Num(0), Max: activities.Num(15), Doc: "index of the rule holding both backends"},
+			activities.Field{Name: "rule", Type: activities.TypeInt, Min: activities.Num(0), Max: activities.Num(15), Doc: "index of the weighted rule, checked to hold both backends; default: the rule holding both backends (there must be exactly one)"},
 			activities.Field{Name: "backends", Type: activities.TypeObject, Required: true, Doc: "role -> Service named in the rule's backendRefs", Fields: []activities.Field{
 				{Name: "stable", Type: activities.TypeString, Required: true, Doc: "the stable Service"},
 				{Name: "canary", Type: activities.TypeString, Required: true, Doc: "the canary Service"},

@@ -1,5 +1,6 @@
 // Package gatewayapi is the Gateway API traffic provider: it moves weight
-// between a stable and a canary Service in one rule of an HTTPRoute, and
+// between a stable and a canary Service in one rule of an HTTPRoute (the
+// rule holding both, found anew on every read: a person may add rules), and
 // optionally sends requests carrying a header to the canary while it has
 // weight. After each write it waits until the route's controller reports
 // the written generation (status.parents, condition Accepted), so that
@@ -58,7 +59,7 @@ const MaxWeight = 1000000
 //
 //	namespace: web
 //	route: web                                   # the HTTPRoute
-//	rule: 0                                      # index of the rule whose backendRefs are weighted
+//	rule: 0                                      # optional: default the one rule holding both backends
 //	backends: {stable: web-stable, canary: web-canary}
 //	header: {name: x-canary, value: "true"}      # optional: these requests go to the canary
 //	programmedTimeout: 30s
@@ -89,9 +90,12 @@ func Provider() activities.Provider {
 
 // Client drives one HTTPRoute rule.
 type Client struct {
-	Conn     *kubeconn.Conn
-	Route    string
-	Rule     int
+	Conn  *kubeconn.Conn
+	Route string
+	// Rule is the configured rule index; nil: the one rule whose
+	// backendRefs hold both Services. An index alone goes stale when a
+	// rule is inserted ahead of it, so a set index is checked too.
+	Rule     *int
 	Backends map[string]string // role -> Service
 	Header   *Header
 	Timeout  time.Duration
@@ -115,7 +119,8 @@ func New(cfg map[string]any) (*Client, error) {
 		if *c.Rule < 0 || *c.Rule > 15 {
 			return nil, fmt.Errorf("config: rule %d: want a rule index 0..15 (an HTTPRoute has up to 16 rules)", *c.Rule)
 		}
-		cl.Rule = *c.Rule
+		n := *c.Rule
+		cl.Rule = &n
 	}
 	for k, svc := range c.Backends {
 		if k != Stable && k != Canary {
@@ -186,25 +191,97 @@ func refIndex(rule *gwv1.HTTPRouteRule, svc string) int {
 	return -1
 }
 
-// weightsOf reads the role weights of the configured rule.
-func (c *Client) weightsOf(r *gwv1.HTTPRoute) (activities.Weights, error) {
-	if c.Rule >= len(r.Spec.Rules) {
-		return nil, activities.Permanent(fmt.Errorf("gateway-api: HTTPRoute %s has %d rules; config.rule is %d", r.Name, len(r.Spec.Rules), c.Rule))
+// holding lists the rules of r whose backendRefs hold both the stable and
+// the canary Service. The header rule is never one: it is this provider's.
+func (c *Client) holding(r *gwv1.HTTPRoute) []int {
+	var out []int
+	for i := range r.Spec.Rules {
+		rule := &r.Spec.Rules[i]
+		if rule.Name != nil && string(*rule.Name) == HeaderRuleName {
+			continue
+		}
+		if refIndex(rule, c.Backends[Stable]) >= 0 && refIndex(rule, c.Backends[Canary]) >= 0 {
+			out = append(out, i)
+		}
 	}
-	rule := &r.Spec.Rules[c.Rule]
+	return out
+}
+
+func ruleList(idx []int) string {
+	s := make([]string, len(idx))
+	for i, n := range idx {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ", ")
+}
+
+// weighted finds the index of the weighted rule in r: config.rule when set,
+// checked to hold both backends, else the one rule that holds both.
+// Weights, SetWeights, the header rule and Preflight all go through it.
+func (c *Client) weighted(r *gwv1.HTTPRoute) (int, error) {
+	both := fmt.Sprintf("backendRefs to both Services %s (backends.stable) and %s (backends.canary)", c.Backends[Stable], c.Backends[Canary])
+	found := c.holding(r)
+	if c.Rule != nil {
+		n := *c.Rule
+		if n >= len(r.Spec.Rules) {
+			return 0, activities.Permanent(fmt.Errorf("gateway-api: HTTPRoute %s has %d rules; config.rule is %d%s", r.Name, len(r.Spec.Rules), n, c.whichHolds(found)))
+		}
+		for _, i := range found {
+			if i == n {
+				return n, nil
+			}
+		}
+		var missing []string
+		for _, role := range []string{Stable, Canary} {
+			if refIndex(&r.Spec.Rules[n], c.Backends[role]) < 0 {
+				missing = append(missing, fmt.Sprintf("Service %s (backends.%s)", c.Backends[role], role))
+			}
+		}
+		why := "is the header rule " + HeaderRuleName
+		if len(missing) > 0 {
+			why = "has no backendRef to " + strings.Join(missing, " nor ")
+		}
+		return 0, activities.Permanent(fmt.Errorf("gateway-api: HTTPRoute %s rule %d (config.rule) %s%s", r.Name, n, why, c.whichHolds(found)))
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return 0, activities.Permanent(fmt.Errorf("gateway-api: HTTPRoute %s: none of its %d rules has %s", r.Name, len(r.Spec.Rules), both))
+	default:
+		return 0, activities.Permanent(fmt.Errorf("gateway-api: HTTPRoute %s: rules %s each have %s; set config.rule to the one to weight", r.Name, ruleList(found), both))
+	}
+}
+
+// whichHolds tells a person who set a wrong config.rule which rule to set.
+func (c *Client) whichHolds(found []int) string {
+	switch len(found) {
+	case 0:
+		return "; no rule has backendRefs to both backends"
+	case 1:
+		return fmt.Sprintf("; rule %d holds both backends", found[0])
+	default:
+		return "; rules " + ruleList(found) + " hold both backends"
+	}
+}
+
+// weightsOf reads the role weights of the weighted rule.
+func (c *Client) weightsOf(r *gwv1.HTTPRoute) (activities.Weights, int, error) {
+	n, err := c.weighted(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	rule := &r.Spec.Rules[n]
 	w := activities.Weights{}
 	for _, role := range c.roles() {
 		i := refIndex(rule, c.Backends[role])
-		if i < 0 {
-			return nil, activities.Permanent(fmt.Errorf("gateway-api: HTTPRoute %s rule %d has no backendRef to Service %s (backends.%s)", r.Name, c.Rule, c.Backends[role], role))
-		}
 		// The Gateway API's default weight is 1.
 		w[role] = 1
 		if p := rule.BackendRefs[i].Weight; p != nil {
 			w[role] = int(*p)
 		}
 	}
-	return w, nil
+	return w, n, nil
 }
 
 // Weights reads the weights from the route's spec.
@@ -213,7 +290,8 @@ func (c *Client) Weights(ctx context.Context) (activities.Weights, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.weightsOf(r)
+	w, _, err := c.weightsOf(r)
+	return w, err
 }
 
 // SetWeights writes the named roles' weights (the others keep theirs) and
@@ -279,10 +357,11 @@ func (c *Client) SetWeights(ctx context.Context, w activities.Weights) error {
 // apply sets the weights and the header rule on r; it reports whether r
 // changed.
 func (c *Client) apply(r *gwv1.HTTPRoute, w activities.Weights) (bool, error) {
-	if _, err := c.weightsOf(r); err != nil {
+	_, n, err := c.weightsOf(r)
+	if err != nil {
 		return false, err
 	}
-	rule := &r.Spec.Rules[c.Rule]
+	rule := &r.Spec.Rules[n]
 	changed := false
 	for _, role := range c.roles() {
 		v, ok := w[role]
@@ -315,9 +394,10 @@ func (c *Client) apply(r *gwv1.HTTPRoute, w activities.Weights) (bool, error) {
 			return true, nil
 		}
 	case canary == 0 && at >= 0:
-		if at < c.Rule {
-			// Removing it would renumber config.rule: a person moved it.
-			return false, activities.Permanent(fmt.Errorf("gateway-api: HTTPRoute %s: the header rule %s comes before rule %d; move it after", r.Name, HeaderRuleName, c.Rule))
+		if c.Rule != nil && at < n {
+			// Removing it would renumber a configured rule index: a person
+			// moved it. A rule found by its backends is found again.
+			return false, activities.Permanent(fmt.Errorf("gateway-api: HTTPRoute %s: the header rule %s comes before rule %d (config.rule); move it after", r.Name, HeaderRuleName, n))
 		}
 		r.Spec.Rules = append(r.Spec.Rules[:at], r.Spec.Rules[at+1:]...)
 		return true, nil
@@ -335,8 +415,8 @@ func headerRule(r *gwv1.HTTPRoute) int {
 }
 
 // newHeaderRule is the weighted rule's matches, each narrowed to the
-// header, sending everything to the canary Service. It comes after the
-// weighted rule so that config.rule keeps its index; the Gateway API ranks
+// header, sending everything to the canary Service. It is appended so that
+// a configured rule index stays right; the Gateway API ranks
 // a match with more header matches first, whatever the rule order.
 func (c *Client) newHeaderRule(weighted *gwv1.HTTPRouteRule) gwv1.HTTPRouteRule {
 	name := gwv1.SectionName(HeaderRuleName)

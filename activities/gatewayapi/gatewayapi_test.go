@@ -46,8 +46,12 @@ func TestConfig(t *testing.T) {
 		}
 	}
 	rules, err := gatewayapi.Rules(activities.CapTraffic, map[string]any{"namespace": "web", "route": "web", "backends": map[string]any{"stable": "a", "canary": "b"}})
-	if err != nil || len(rules) != 2 || rules[0].ResourceNames[0] != "web" || rules[0].Namespace != "web" || rules[1].Resources[0] != "httproutes/status" {
-		t.Fatalf("rules = %+v, %v", rules, err)
+	// Least privilege: the provider reads (get, and list/watch by name for
+	// the wait) and writes with update; it never patches, and it reads the
+	// status from the resource itself.
+	if err != nil || len(rules) != 1 || rules[0].ResourceNames[0] != "web" || rules[0].Namespace != "web" ||
+		strings.Join(rules[0].Resources, ",") != "httproutes" || strings.Join(rules[0].Verbs, ",") != "get,list,watch,update" {
+		t.Fatalf("rules = %+v, %v; want get, list, watch, update on httproutes web only", rules, err)
 	}
 }
 
@@ -75,6 +79,8 @@ func TestGatewayAPI(t *testing.T) {
 	t.Run("ConflictRetried", l.conflictRetried)
 	t.Run("HeaderRule", l.headerRule)
 	t.Run("Preflight", l.preflight)
+	t.Run("RuleInsertedAhead", l.ruleInsertedAhead)
+	t.Run("TwoRulesHoldBoth", l.twoRulesHoldBoth)
 }
 
 func (l *lab) route(t *testing.T, name string) *gwv1.HTTPRoute {
@@ -400,4 +406,135 @@ func refused(fs []activities.Finding, check, detail string) bool {
 		}
 	}
 	return false
+}
+
+// weightsAt reads the weights of rule i straight from the API server, by
+// Service; a backendRef without a weight reads as the API's default 1.
+func (l *lab) weightsAt(t *testing.T, name string, i int) (map[string]int32, *gwv1.HTTPRoute) {
+	t.Helper()
+	r, err := l.gw.GatewayV1().HTTPRoutes("web").Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i >= len(r.Spec.Rules) {
+		t.Fatalf("HTTPRoute %s has %d rules, want rule %d", name, len(r.Spec.Rules), i)
+	}
+	out := map[string]int32{}
+	for _, b := range r.Spec.Rules[i].BackendRefs {
+		out[string(b.Name)] = 1
+		if b.Weight != nil {
+			out[string(b.Name)] = *b.Weight
+		}
+	}
+	return out, r
+}
+
+// insertRule puts rule at index 0 of the route, as a person would with
+// kubectl edit.
+func (l *lab) insertRule(t *testing.T, name string, rule gwv1.HTTPRouteRule) {
+	t.Helper()
+	ctx := context.Background()
+	r, err := l.gw.GatewayV1().HTTPRoutes("web").Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Spec.Rules = append([]gwv1.HTTPRouteRule{rule}, r.Spec.Rules...)
+	if _, err := l.gw.GatewayV1().HTTPRoutes("web").Update(ctx, r, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func backendRef(svc string, w *int32) gwv1.HTTPBackendRef {
+	port := gwv1.PortNumber(80)
+	return gwv1.HTTPBackendRef{BackendRef: gwv1.BackendRef{Weight: w,
+		BackendObjectReference: gwv1.BackendObjectReference{Name: gwv1.ObjectName(svc), Port: &port}}}
+}
+
+func pathRule(prefix string, refs ...gwv1.HTTPBackendRef) gwv1.HTTPRouteRule {
+	pp := gwv1.PathMatchPathPrefix
+	return gwv1.HTTPRouteRule{Matches: []gwv1.HTTPRouteMatch{{Path: &gwv1.HTTPPathMatch{Type: &pp, Value: &prefix}}}, BackendRefs: refs}
+}
+
+// ruleInsertedAhead: mid-deploy, a person inserts an /admin -> web-stable
+// rule at index 0. The rollback to stable that follows must still set the
+// weighted rule (now rule 1), leave the person's rule alone, and remove the
+// header rule.
+func (l *lab) ruleInsertedAhead(t *testing.T) {
+	l.route(t, "edited")
+	ctx := context.Background()
+	l.follow(t, "edited", 20*time.Millisecond)
+	c := l.client(t, l.c.Kubeconfig, "edited", map[string]any{"header": map[string]any{"name": "x-canary", "value": "always"}})
+	if err := c.SetWeights(ctx, activities.Weights{"canary": 10, "stable": 90}); err != nil {
+		t.Fatal(err)
+	}
+	l.insertRule(t, "edited", pathRule("/admin", backendRef("web-stable", nil)))
+	if w, err := c.Weights(ctx); err != nil || w["canary"] != 10 || w["stable"] != 90 {
+		t.Fatalf("Weights after the insert = %v, %v; want canary 10, stable 90 (the weighted rule, now rule 1)", w, err)
+	}
+	if err := c.SetWeights(ctx, activities.Weights{"canary": 0, "stable": 100}); err != nil {
+		t.Fatalf("rollback after a rule was inserted ahead: %v", err)
+	}
+	admin, r := l.weightsAt(t, "edited", 0)
+	weighted, _ := l.weightsAt(t, "edited", 1)
+	if len(r.Spec.Rules) != 2 || weighted["web-canary"] != 0 || weighted["web-stable"] != 100 ||
+		len(admin) != 1 || admin["web-stable"] != 1 {
+		t.Fatalf("after the rollback: %d rules, /admin rule %v, weighted rule %v; want 2 rules (header rule gone), /admin untouched, 0/100",
+			len(r.Spec.Rules), admin, weighted)
+	}
+	if og := r.Status.Parents[0].Conditions[0].ObservedGeneration; og < r.Generation {
+		t.Fatalf("SetWeights returned with the parent at generation %d of %d", og, r.Generation)
+	}
+	// A configured index is checked, not trusted: rule 0 is now the /admin
+	// rule, and the error says which rule to set.
+	stale := l.client(t, l.c.Kubeconfig, "edited", map[string]any{"rule": 0})
+	err := stale.SetWeights(ctx, activities.Weights{"canary": 5, "stable": 95})
+	if err == nil || !activities.IsPermanent(err) || !strings.Contains(err.Error(), "rule 0 (config.rule) has no backendRef to Service web-canary") ||
+		!strings.Contains(err.Error(), "rule 1 holds both backends") {
+		t.Fatalf("SetWeights with rule: 0 = %v, want a permanent error saying rule 1 holds both", err)
+	}
+	if fs, err := stale.Preflight(ctx); err != nil || !refused(fs, "httproute", "rule 1 holds both backends") {
+		t.Fatalf("preflight with rule: 0 = %+v, %v", fs, err)
+	}
+	if got, _ := l.weightsAt(t, "edited", 1); got["web-canary"] != 0 {
+		t.Fatalf("a refused SetWeights wrote: %v", got)
+	}
+	if err := l.client(t, l.c.Kubeconfig, "edited", map[string]any{"rule": 1}).SetWeights(ctx, activities.Weights{"canary": 5, "stable": 95}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.weightsAt(t, "edited", 1); got["web-canary"] != 5 || got["web-stable"] != 95 {
+		t.Fatalf("with rule: 1, weights %v; want 5/95", got)
+	}
+}
+
+// twoRulesHoldBoth: without config.rule the weighted rule is ambiguous;
+// nothing is written and the error names the rules. With config.rule set,
+// only that one changes.
+func (l *lab) twoRulesHoldBoth(t *testing.T) {
+	l.route(t, "ambiguous")
+	ctx := context.Background()
+	w50 := int32(50)
+	l.insertRule(t, "ambiguous", pathRule("/api", backendRef("web-stable", &w50), backendRef("web-canary", &w50)))
+	_, before := l.weightsAt(t, "ambiguous", 0)
+	c := l.client(t, l.c.Kubeconfig, "ambiguous", nil)
+	err := c.SetWeights(ctx, activities.Weights{"canary": 10, "stable": 90})
+	if err == nil || !activities.IsPermanent(err) || !strings.Contains(err.Error(), "HTTPRoute ambiguous: rules 0, 1 each have backendRefs to both") {
+		t.Fatalf("SetWeights with two candidate rules = %v, want a permanent error naming the route and rules 0, 1", err)
+	}
+	if _, err := c.Weights(ctx); err == nil || !activities.IsPermanent(err) {
+		t.Fatalf("Weights with two candidate rules = %v, want a permanent error", err)
+	}
+	if fs, err := c.Preflight(ctx); err != nil || !refused(fs, "httproute", "rules 0, 1 each have") {
+		t.Fatalf("preflight with two candidate rules = %+v, %v", fs, err)
+	}
+	if _, after := l.weightsAt(t, "ambiguous", 0); after.Generation != before.Generation {
+		t.Fatalf("an ambiguous SetWeights wrote the route (generation %d -> %d)", before.Generation, after.Generation)
+	}
+	if err := l.client(t, l.c.Kubeconfig, "ambiguous", map[string]any{"rule": 1}).SetWeights(ctx, activities.Weights{"canary": 10, "stable": 90}); err != nil {
+		t.Fatal(err)
+	}
+	api, _ := l.weightsAt(t, "ambiguous", 0)
+	root, _ := l.weightsAt(t, "ambiguous", 1)
+	if api["web-canary"] != 50 || api["web-stable"] != 50 || root["web-canary"] != 10 || root["web-stable"] != 90 {
+		t.Fatalf("with rule: 1: /api %v, rule 1 %v; want /api 50/50 untouched, rule 1 10/90", api, root)
+	}
 }
