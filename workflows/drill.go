@@ -482,7 +482,7 @@ func (d *drill) run(ctx, dctx workflow.Context) error {
 
 	d.phase(ctx, "inject")
 	var t0 int64
-	for _, st := range spec.Inject {
+	for i, st := range spec.Inject {
 		if st.Deploy != nil {
 			// The deploy's analysis and rollback set the marks up to
 			// mitigated; later inject steps and phases still run.
@@ -502,6 +502,14 @@ func (d *drill) run(ctx, dctx workflow.Context) error {
 		last := &d.injected[len(d.injected)-1]
 		if err != nil {
 			last.handle = activities.HandleOf(err)
+			// The first fault refused at once (no such zone, a selector
+			// matching nothing) with no handle: by the Faults contract
+			// nothing took effect, so the drill did not run rather than
+			// "not recover". Restore still runs and checks.
+			if i == 0 && last.handle == "" && isNonRetryable(err) && !d.aborting() &&
+				workflow.GetVersion(ctx, "inject-refusal", workflow.DefaultVersion, 1) == 1 {
+				return refusal{"the fault " + st.Name + " could not be injected, and nothing took effect: " + brief(err)}
+			}
 			return d.phaseErr("inject", err)
 		}
 		last.handle, last.started = fr.Handle, true
@@ -718,6 +726,15 @@ func firstFailing(rs []activities.CheckResult) string {
 
 // phaseErr turns an error in a phase into errAborted when the drill was
 // aborted (the cancellation is how the abort reached the phase).
+// aborting: a person or a guardrail ended the drill, or it was cancelled.
+func (d *drill) aborting() bool { return d.aborted != "" }
+
+// isNonRetryable: an activity error Temporal gave up on at once.
+func isNonRetryable(err error) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.NonRetryable()
+}
+
 func (d *drill) phaseErr(phase string, err error) error {
 	if d.aborted != "" {
 		return errAborted

@@ -528,13 +528,15 @@ func TestDrillInconclusiveSteadyStateIsRestoreFailed(t *testing.T) {
 
 // Issue 11 item 3: an inject that failed left a fault that was never
 // started; restore finds nothing of the drill's (NotFound) and says so
-// instead of "could not stop ... manual action needed".
+// instead of "could not stop ... manual action needed". Since
+// "inject-refusal", a first fault refused at once with no handle (nothing
+// took effect) is a refused drill, not one that "did not recover".
 func TestDrillNeverStartedFaultIsNoFinding(t *testing.T) {
 	env, w := newEnv(t), newDrillWorld()
 	w.injectFails = true
 	w.mock(env)
-	rec := endedDrill(t, env, drillSpec(drills.ModeAutomated), ErrNotRecovered)
-	if rec.Outcome != ledger.OutcomeNotRecovered || !rec.Restored || !strings.Contains(rec.Reason, "inject") {
+	rec := endedDrill(t, env, drillSpec(drills.ModeAutomated), ErrRefused)
+	if rec.Outcome != ledger.OutcomeRefused || !rec.Restored || !strings.Contains(rec.Reason, "could not be injected, and nothing took effect") {
 		t.Fatalf("outcome %s restored %v reason %q", rec.Outcome, rec.Restored, rec.Reason)
 	}
 	if hasFinding(rec, "could not stop") {
