@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -561,4 +562,49 @@ func TestK8sDrillRBACMissingVerb(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestK8sCanaryDeletedByHand: someone deletes the canary Deployment while
+// it has half the route. The deploy must not shift more traffic to a canary
+// with no pods: it rolls back with the route on stable, and a canary that
+// someone else scales to 0 is still removed at the end.
+func TestK8sCanaryDeletedByHand(t *testing.T) {
+	t.Parallel()
+	w := start(t, false)
+	spec := w.deploySpec(t)
+	w.addRole(t, spec.Uses(), nil)
+	run := harness.StartDeploy(t, w.env, spec, "v2", "by-hand")
+	harness.WaitUntil(t, "the canary at 50% on the route", 3*time.Minute, func() bool { return w.routeWeights(t)["web-canary"] == 50 })
+	if err := w.kc.AppsV1().Deployments(ns).Delete(context.Background(), "web-canary", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var most int32
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			time.Sleep(200 * time.Millisecond)
+			r, err := w.gw.GatewayV1().HTTPRoutes(ns).Get(context.Background(), "web", metav1.GetOptions{})
+			if err == nil {
+				for _, b := range r.Spec.Rules[0].BackendRefs {
+					if b.Name == "web-canary" && b.Weight != nil && *b.Weight > most {
+						most = *b.Weight
+					}
+				}
+			}
+			if s, _ := harness.Status(context.Background(), w.env.Client, run.GetID()); s != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+				return
+			}
+		}
+	}()
+	res, _ := harness.DeployResultOf(t, run, 3*time.Minute)
+	<-done
+	t.Logf("canary deleted at 50%%: %s (%s); most canary weight seen after %d", res.Outcome, res.Reason, most)
+	if res.Outcome == workflows.OutcomePromoted {
+		t.Fatalf("promoted a canary deleted by hand: %s", res.Reason)
+	}
+	if most > 50 {
+		t.Errorf("the route gave %d%% to a canary with no pods", most)
+	}
+	w.assertSettled(t, "v1")
 }
