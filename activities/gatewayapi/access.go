@@ -57,6 +57,14 @@ func (c *Client) Preflight(ctx context.Context) ([]activities.Finding, error) {
 			d += "; no controller reports on it (status.parents is empty): writes are only read back"
 		}
 		out = append(out, activities.Finding{Check: "httproute", OK: true, Detail: d})
+		if w[Canary] > 0 {
+			// A run that was terminated (no compensation runs then) or a
+			// hand edit: the next deploy's first shift sets it anyway, but
+			// people should know traffic was on the canary before it.
+			out = append(out, activities.Finding{Check: "canary-weight", Detail: fmt.Sprintf(
+				"HTTPRoute %s/%s already gives the canary backend %s %d%% before this run (a terminated run, or a hand edit?)",
+				ns, c.Route, c.Backends[Canary], w[Canary])})
+		}
 	}
 	return out, nil
 }
