@@ -329,12 +329,9 @@ func (r *Release) Deploy(ctx context.Context, version string) error {
 		next.Spec.Replicas, next.Spec.Template = want.Spec.Replicas, want.Spec.Template
 		next.Spec.MinReadySeconds, next.Spec.ProgressDeadlineSeconds = want.Spec.MinReadySeconds, want.Spec.ProgressDeadlineSeconds
 		next.Spec.RevisionHistoryLimit = want.Spec.RevisionHistoryLimit
-		got, err := k.AppsV1().Deployments(ns).Update(ctx, next, metav1.UpdateOptions{})
+		got, err := updateDeployment(ctx, k, ns, next)
 		if err != nil {
-			if apierrors.IsConflict(err) {
-				return err
-			}
-			return kubeconn.Classify(err)
+			return err
 		}
 		gen = got.Generation
 		return nil
@@ -384,12 +381,9 @@ func (r *Release) Promote(ctx context.Context, version string) error {
 		}
 		next := setVersion(st, ci, version)
 		next.Annotations = deployAnn(next.Annotations, deployID(ctx))
-		got, err := k.AppsV1().Deployments(ns).Update(ctx, next, metav1.UpdateOptions{})
+		got, err := updateDeployment(ctx, k, ns, next)
 		if err != nil {
-			if apierrors.IsConflict(err) {
-				return err
-			}
-			return kubeconn.Classify(err)
+			return err
 		}
 		gen = got.Generation
 		return nil
@@ -514,11 +508,8 @@ func (r *Release) setBack(ctx context.Context, k kubernetes.Interface, ns, versi
 		}
 		next := setVersion(st, ci, back)
 		setFailed(next, version, true)
-		_, err = k.AppsV1().Deployments(ns).Update(ctx, next, metav1.UpdateOptions{})
-		if apierrors.IsConflict(err) {
-			return err
-		}
-		return kubeconn.Classify(err)
+		_, err = updateDeployment(ctx, k, ns, next)
+		return err
 	})
 	return back, err
 }
@@ -550,12 +541,9 @@ func (r *Release) Stop(ctx context.Context, version string) error {
 		next := can.DeepCopy()
 		var zero int32
 		next.Spec.Replicas = &zero
-		got, err := k.AppsV1().Deployments(ns).Update(ctx, next, metav1.UpdateOptions{})
+		got, err := updateDeployment(ctx, k, ns, next)
 		if err != nil {
-			if apierrors.IsConflict(err) {
-				return err
-			}
-			return kubeconn.Classify(err)
+			return err
 		}
 		can = got
 		return nil
@@ -732,12 +720,9 @@ func (r *Release) ScaleCanary(ctx context.Context, version string, weight int) (
 		}
 		next := cur.DeepCopy()
 		next.Spec.Replicas = &want
-		got, err := k.AppsV1().Deployments(ns).Update(ctx, next, metav1.UpdateOptions{})
+		got, err := updateDeployment(ctx, k, ns, next)
 		if err != nil {
-			if apierrors.IsConflict(err) {
-				return err
-			}
-			return kubeconn.Classify(err)
+			return err
 		}
 		gen = got.Generation
 		return nil
@@ -746,4 +731,14 @@ func (r *Release) ScaleCanary(ctx context.Context, version string, weight int) (
 		return 0, err
 	}
 	return int(want), r.waitRollout(ctx, r.cfg.Canary, gen, version, fmt.Sprintf("the canary %s at %d replicas", version, want))
+}
+
+// updateDeployment writes d. A conflict comes back as it is, for
+// RetryOnConflict to read again; any other error is classified.
+func updateDeployment(ctx context.Context, k kubernetes.Interface, ns string, d *appsv1.Deployment) (*appsv1.Deployment, error) {
+	got, err := k.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
+	if err != nil && !apierrors.IsConflict(err) {
+		return nil, kubeconn.Classify(err)
+	}
+	return got, err
 }
