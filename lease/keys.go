@@ -2,6 +2,7 @@ package lease
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
 	"strings"
 
@@ -34,9 +35,9 @@ func TrafficKey(t activities.Target) string {
 }
 
 // targetKey names t by its provider and the settings that say which
-// target it is.
-func targetKey(prefix string, t activities.Target) string {
-	cfg := canonical(t.Config)
+// target it is (less the top-level settings named in skip).
+func targetKey(prefix string, t activities.Target, skip ...string) string {
+	cfg := canonical(t.Config, skip...)
 	if len(cfg) == 0 {
 		return prefix + t.Provider
 	}
@@ -65,10 +66,10 @@ func secretish(name string) bool {
 	return false
 }
 
-func canonical(cfg map[string]any) map[string]any {
+func canonical(cfg map[string]any, skip ...string) map[string]any {
 	out := map[string]any{}
 	for k, v := range cfg {
-		if secretish(k) || notIdentity[strings.ToLower(k)] {
+		if secretish(k) || notIdentity[strings.ToLower(k)] || slices.Contains(skip, k) {
 			continue
 		}
 		if m, ok := v.(map[string]any); ok {
@@ -90,13 +91,7 @@ func DeployKeys(spec deploys.Spec) []string {
 // the other's nodes). Which kinds a target may inject does not change where
 // the faults land.
 func FaultsKey(t activities.Target) string {
-	cfg := map[string]any{}
-	for k, v := range t.Config {
-		if k != "kinds" {
-			cfg[k] = v
-		}
-	}
-	return targetKey("faults:", activities.Target{Provider: t.Provider, Config: cfg})
+	return targetKey("faults:", t, "kinds")
 }
 
 // DrillKeys returns the keys a drill holds: every traffic target that its
