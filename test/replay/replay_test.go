@@ -58,6 +58,11 @@ var recordedHistories = map[string]func(t *testing.T, env *devenv.Env) (id strin
 	"deploy-safety-paused-cancelled.json": deployPausedCancelled,
 	"drill-truth-recovered.json":          drillRecovered,
 	"drill-truth-guardrail-abort.json":    drillGuardrailAbort,
+	// Recorded after "preflight" (the providers' checks before anything
+	// changes) and "inject-refusal".
+	"preflight-deploy-promoted.json":    deployPromoted,
+	"preflight-deploy-rolled-back.json": deployRolledBack,
+	"preflight-drill-recovered.json":    drillRecovered,
 }
 
 func deployPromoted(t *testing.T, env *devenv.Env) string {
