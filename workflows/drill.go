@@ -844,10 +844,18 @@ func (d *drill) startGuardrails(dctx workflow.Context) {
 		case d.guardStopAt != 0 && errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_HEARTBEAT:
 			// Cancelled while its worker was gone: Temporal does not retry an
 			// activity whose cancellation was requested, so the heartbeat
-			// timeout ends it. Its last heartbeat was one timeout ago;
-			// nothing watched the guardrails from then until they were stopped.
+			// timeout ends it. Nothing watched the guardrails from its last
+			// sample (in the last heartbeat the server kept) until they were
+			// stopped; without those details, from one timeout before now
+			// (later than the truth when this task ran late).
 			from := workflow.Now(c).UnixMilli() - ao.HeartbeatTimeout.Milliseconds()
-			r.Gaps = blindUntil(r.Gaps, from, d.guardStopAt, 0)
+			var last struct {
+				LastAt int64 `json:"lastAt"`
+			}
+			if te.HasLastHeartbeatDetails() && te.LastHeartbeatDetails(&last) == nil && last.LastAt > 0 {
+				from = last.LastAt
+			}
+			r.Gaps = blindUntil(r.Gaps, max(startedAt, from), d.guardStopAt, 0)
 			d.event(workflow.Now(c).UnixMilli(), "guardrail", "the guard's worker was gone when the drill stopped it ("+brief(err)+")")
 		case d.guardStopAt != 0:
 			d.event(workflow.Now(c).UnixMilli(), "guardrail", "the guard ended with an error after it was stopped: "+brief(err))
