@@ -724,9 +724,7 @@ func firstFailing(rs []activities.CheckResult) string {
 	return best.Name
 }
 
-// phaseErr turns an error in a phase into errAborted when the drill was
-// aborted (the cancellation is how the abort reached the phase).
-// aborting: a person or a guardrail ended the drill, or it was cancelled.
+// aborting: a person or a guardrail ended the drill.
 func (d *drill) aborting() bool { return d.aborted != "" }
 
 // isNonRetryable: an activity error Temporal gave up on at once.
@@ -735,6 +733,8 @@ func isNonRetryable(err error) bool {
 	return errors.As(err, &ae) && ae.NonRetryable()
 }
 
+// phaseErr turns an error in a phase into errAborted when the drill was
+// aborted (the cancellation is how the abort reached the phase).
 func (d *drill) phaseErr(phase string, err error) error {
 	if d.aborted != "" {
 		return errAborted
