@@ -279,8 +279,8 @@ func (w *watcher) run(ctx context.Context, prev *WatchProgress) (WatchResult, er
 	p.Result.StartedAt, p.Result.Attempts = p.StartedAt, attempt
 	p.Result.EndedAt = now
 	w.beat(p)
-	if prev != nil && now > prev.LastAt {
-		if r, failed := w.judgeGap(ctx, &p, time.Duration(now-prev.LastAt)*time.Millisecond); failed {
+	if prev != nil && now > p.LastAt {
+		if r, failed := w.judgeGap(ctx, &p, time.Duration(now-p.LastAt)*time.Millisecond); failed {
 			return r, nil
 		}
 	}
