@@ -4,6 +4,7 @@
 // judges the figures themselves. CI runs it after `drillship bench --quick`:
 //
 //	go run ./bench/cmd/checkreport DIR
+//	go run ./bench/cmd/checkreport -allow-skipped -require kubernetes DIR   (after --only kubernetes)
 //
 // It exits 1 on a bad report and 2 on bad usage.
 package main
@@ -19,8 +20,9 @@ import (
 
 func main() {
 	allowSkipped := flag.Bool("allow-skipped", false, "accept sections that were not run (status skipped)")
+	require := flag.String("require", "", "with -allow-skipped: this section must have run (status ok)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: checkreport [-allow-skipped] DIR\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: checkreport [-allow-skipped [-require SECTION]] DIR\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -38,6 +40,16 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "checkreport: %s/bench.json:\n%v\n", dir, err)
 		os.Exit(1)
+	}
+	if *require != "" {
+		if sec := rep.Section(*require); sec == nil || sec.Status != bench.StatusOK {
+			status := "missing"
+			if sec != nil {
+				status = sec.Status + " " + sec.Error
+			}
+			fmt.Fprintf(os.Stderr, "checkreport: %s/bench.json: section %s is required to have run: %s\n", dir, *require, status)
+			os.Exit(1)
+		}
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "bench.md")); err != nil || fi.Size() == 0 {
 		fmt.Fprintf(os.Stderr, "checkreport: %s/bench.md missing or empty\n", dir)
