@@ -2,7 +2,6 @@ package lease
 
 import (
 	"encoding/json"
-	"slices"
 	"sort"
 	"strings"
 
@@ -35,9 +34,9 @@ func TrafficKey(t activities.Target) string {
 }
 
 // targetKey names t by its provider and the settings that say which
-// target it is (less the top-level settings named in skip).
-func targetKey(prefix string, t activities.Target, skip ...string) string {
-	cfg := canonical(t.Config, skip...)
+// target it is.
+func targetKey(prefix string, t activities.Target) string {
+	cfg := canonical(t.Config)
 	if len(cfg) == 0 {
 		return prefix + t.Provider
 	}
@@ -49,10 +48,12 @@ func targetKey(prefix string, t activities.Target, skip ...string) string {
 }
 
 // notIdentity are settings that change how a provider reaches or waits for a
-// target, not which target it is.
+// target, or what it may do there (a faults target's kinds), not which
+// target it is.
 var notIdentity = map[string]bool{
 	"rolearn": true, "externalid": true, "sessionname": true,
 	"maxwait": true, "pollinterval": true, "timeout": true, "period": true,
+	"kinds": true,
 }
 
 // secretish reports whether a setting's name suggests a secret.
@@ -66,10 +67,10 @@ func secretish(name string) bool {
 	return false
 }
 
-func canonical(cfg map[string]any, skip ...string) map[string]any {
+func canonical(cfg map[string]any) map[string]any {
 	out := map[string]any{}
 	for k, v := range cfg {
-		if secretish(k) || notIdentity[strings.ToLower(k)] || slices.Contains(skip, k) {
+		if secretish(k) || notIdentity[strings.ToLower(k)] {
 			continue
 		}
 		if m, ok := v.(map[string]any); ok {
@@ -91,7 +92,7 @@ func DeployKeys(spec deploys.Spec) []string {
 // the other's nodes). Which kinds a target may inject does not change where
 // the faults land.
 func FaultsKey(t activities.Target) string {
-	return targetKey("faults:", t, "kinds")
+	return targetKey("faults:", t)
 }
 
 // DrillKeys returns the keys a drill holds: every traffic target that its
