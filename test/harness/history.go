@@ -9,6 +9,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/drillship/drillship/activities"
@@ -26,35 +27,54 @@ type Completion struct {
 func TreeCompletions(ctx context.Context, c client.Client, id string) ([]Completion, []string, error) {
 	var out []Completion
 	var children []string
+	err := walkTree(ctx, c, id, func(wf string, ev *historypb.HistoryEvent, activity func(int64) string) bool {
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			a := ev.GetActivityTaskCompletedEventAttributes()
+			var raw []byte
+			if p := a.GetResult().GetPayloads(); len(p) > 0 {
+				raw = p[0].GetData()
+			}
+			out = append(out, Completion{Workflow: wf, Activity: activity(a.GetScheduledEventId()), Raw: raw})
+		case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+			children = append(children, ev.GetChildWorkflowExecutionStartedEventAttributes().GetWorkflowExecution().GetWorkflowId())
+		}
+		return true
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, children, nil
+}
+
+// walkTree reads the histories of id and of its children, breadth first,
+// and hands each event to visit with a lookup of the activity type a
+// scheduled event id stands for; visit returns false to stop.
+func walkTree(ctx context.Context, c client.Client, id string, visit func(wf string, ev *historypb.HistoryEvent, activity func(int64) string) bool) error {
 	queue := []string{id}
 	for len(queue) > 0 {
 		wf := queue[0]
 		queue = queue[1:]
 		scheduled := map[int64]string{}
+		activity := func(id int64) string { return scheduled[id] }
 		it := c.GetWorkflowHistory(ctx, wf, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		for it.HasNext() {
 			ev, err := it.Next()
 			if err != nil {
-				return nil, nil, err
+				return err
 			}
 			switch ev.GetEventType() {
 			case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
 				scheduled[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
-			case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-				a := ev.GetActivityTaskCompletedEventAttributes()
-				var raw []byte
-				if p := a.GetResult().GetPayloads(); len(p) > 0 {
-					raw = p[0].GetData()
-				}
-				out = append(out, Completion{Workflow: wf, Activity: scheduled[a.GetScheduledEventId()], Raw: raw})
 			case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
-				child := ev.GetChildWorkflowExecutionStartedEventAttributes().GetWorkflowExecution().GetWorkflowId()
-				children = append(children, child)
-				queue = append(queue, child)
+				queue = append(queue, ev.GetChildWorkflowExecutionStartedEventAttributes().GetWorkflowExecution().GetWorkflowId())
+			}
+			if !visit(wf, ev, activity) {
+				return nil
 			}
 		}
 	}
-	return out, children, nil
+	return nil
 }
 
 // WaitCompletions polls the workflow tree's histories until it holds k
@@ -195,37 +215,18 @@ func Status(ctx context.Context, c client.Client, id string) (enumspb.WorkflowEx
 // answer and completed on its first attempt interrupted nothing, even when
 // the describe just before the SIGKILL saw it running.
 func Interrupted(ctx context.Context, c client.Client, id string, names ...string) (bool, error) {
-	queue := []string{id}
-	for len(queue) > 0 {
-		wf := queue[0]
-		queue = queue[1:]
-		scheduled := map[int64]string{}
-		it := c.GetWorkflowHistory(ctx, wf, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		for it.HasNext() {
-			ev, err := it.Next()
-			if err != nil {
-				return false, err
-			}
-			switch ev.GetEventType() {
-			case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-				scheduled[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
-			case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-				a := ev.GetActivityTaskStartedEventAttributes()
-				if a.GetAttempt() > 1 && slices.Contains(names, scheduled[a.GetScheduledEventId()]) {
-					return true, nil
-				}
-			case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
-				if slices.Contains(names, scheduled[ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId()]) {
-					return true, nil
-				}
-			case enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
-				if slices.Contains(names, scheduled[ev.GetActivityTaskCanceledEventAttributes().GetScheduledEventId()]) {
-					return true, nil
-				}
-			case enumspb.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
-				queue = append(queue, ev.GetChildWorkflowExecutionStartedEventAttributes().GetWorkflowExecution().GetWorkflowId())
-			}
+	hit := false
+	err := walkTree(ctx, c, id, func(_ string, ev *historypb.HistoryEvent, activity func(int64) string) bool {
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+			a := ev.GetActivityTaskStartedEventAttributes()
+			hit = a.GetAttempt() > 1 && slices.Contains(names, activity(a.GetScheduledEventId()))
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+			hit = slices.Contains(names, activity(ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId()))
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+			hit = slices.Contains(names, activity(ev.GetActivityTaskCanceledEventAttributes().GetScheduledEventId()))
 		}
-	}
-	return false, nil
+		return !hit
+	})
+	return hit && err == nil, err
 }
